@@ -1,0 +1,8 @@
+//! xbridge: an AF_XDP software bridge with Linux-bridge 802.1Q semantics.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the code map.
+
+pub mod config;
+pub mod fdb;
+pub mod pipeline;
+pub mod wire;

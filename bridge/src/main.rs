@@ -1,0 +1,2 @@
+//! The `xbridge` command line.
+fn main() {}
