@@ -3,6 +3,9 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
 pub mod config;
+pub mod dataplane;
 pub mod fdb;
 pub mod pipeline;
+pub mod stats;
+pub mod sys;
 pub mod wire;

@@ -97,7 +97,9 @@ pub struct Forward {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Verdict {
     Forward(Forward),
-    /// Dropped; `port` is where it is counted (`None`: no port owns the frame).
+    /// Dropped; counted on `port`, the ingress port (`None`: no port owns
+    /// the frame). Copies withheld from egress ports are in
+    /// `Decision::egress_filtered`.
     Drop {
         port: Option<PortId>,
         reason: DropReason,
@@ -107,6 +109,8 @@ pub enum Verdict {
 /// The decision plus what the counters need to know.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Decision {
+    /// The port that owns the frame, if one does (rx counters go there).
+    pub ingress: Option<PortId>,
     pub verdict: Verdict,
     /// Ports that did not get a copy because of egress filtering (E1).
     pub egress_filtered: PortSet,
@@ -116,6 +120,7 @@ pub struct Decision {
 impl Decision {
     fn drop(port: Option<PortId>, reason: DropReason) -> Decision {
         Decision {
+            ingress: port,
             verdict: Verdict::Drop { port, reason },
             egress_filtered: PortSet::EMPTY,
             learn: None,
@@ -342,6 +347,7 @@ impl Pipeline {
         let passes_egress_filter = |q: &PortConfig| !filtering || q.vlans.contains(vid);
         let mut filtered = PortSet::EMPTY;
         let decision = |verdict, filtered| Decision {
+            ingress: Some(ingress),
             verdict,
             egress_filtered: filtered,
             learn: None,
@@ -362,7 +368,7 @@ impl Pipeline {
                 if !passes_egress_filter(target_port) {
                     return decision(
                         Verdict::Drop {
-                            port: Some(target),
+                            port: Some(ingress),
                             reason: DropReason::EgressFilter,
                         },
                         PortSet::single(target),
