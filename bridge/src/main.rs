@@ -1,2 +1,420 @@
-//! The `xbridge` command line.
-fn main() {}
+//! The `xbridge` command line: parses arguments once, runs one command, and
+//! turns every error into one line on stderr and a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use xbridge::runtime::{self, Running};
+use xbridge::stats::BridgeStats;
+use xbridge::topo::{self, Backend};
+use xbridge::topology::Topology;
+
+/// An AF_XDP software bridge with Linux-bridge 802.1Q VLAN semantics.
+///
+/// Typical session:
+///   xbridge topo up topologies/two-namespaces.toml      # namespaces + veths
+///   xbridge run topologies/two-namespaces.toml          # the bridge (Ctrl-C stops)
+///   ip netns exec ns1 ping 192.168.50.2                 # in another shell
+///   xbridge stats                                       # counters of the running bridge
+///   xbridge topo down topologies/two-namespaces.toml
+///
+/// Or `xbridge demo` to see all of that in one go.
+#[derive(Debug, Parser)]
+#[command(name = "xbridge", version, verbatim_doc_comment)]
+struct Cli {
+    /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build or remove the namespaces, veths and (kernel backend) bridges of a topology file.
+    #[command(subcommand)]
+    Topo(TopoCommand),
+    /// Run the bridge(s) of a topology in the foreground until SIGINT/SIGTERM.
+    ///
+    /// The topology must be up (`xbridge topo up FILE`). Each bridge runs in
+    /// its namespace with one worker per queue of its interfaces, at most
+    /// --workers. Counters are published to /run/xbridge/BRIDGE.stats.json
+    /// (see `xbridge stats`). On exit every XDP program is detached.
+    Run(RunArgs),
+    /// Show the counters of a running bridge (per port rx/tx, drops by reason, XDP program counters).
+    Stats(StatsArgs),
+    /// Bring up two namespaces behind xbridge, ping across, show the counters, tear down.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopoCommand {
+    /// Create the topology: `ip netns add`, veth pairs, addresses, and with
+    /// --backend kernel a Linux bridge with the same ports and VLANs.
+    #[command(verbatim_doc_comment)]
+    Up {
+        /// Topology file (TOML, see topologies/README.md).
+        file: PathBuf,
+        /// Which bridge to build: xbridge (start it with `xbridge run`) or the Linux kernel bridge.
+        #[arg(long, value_enum, default_value_t = Backend::Xbridge)]
+        backend: Backend,
+        /// Print the commands instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove what `topo up` made for this file (namespaces xbridge did not create are left alone).
+    Down {
+        file: PathBuf,
+        /// Print the commands instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate a topology file and summarise it.
+    Check {
+        file: PathBuf,
+        /// JSON output.
+        #[arg(short, long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Topology file whose bridges to run.
+    file: PathBuf,
+    /// Run only this bridge of the file (default: all of them).
+    #[arg(long)]
+    bridge: Option<String>,
+    /// Worker threads per bridge (each owns one queue of every port).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Cores to pin workers to, e.g. 0,1 (default: worker i on core i).
+    #[arg(long, value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// The bridge (may be left out when exactly one runs).
+    #[arg(long)]
+    bridge: Option<String>,
+    /// JSON output (the schema of /run/xbridge/BRIDGE.stats.json).
+    #[arg(short, long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn,aya=error,aya_obj=error",
+        1 => "info,aya=warn,aya_obj=warn",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xbridge: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Topo(TopoCommand::Up {
+            file,
+            backend,
+            dry_run,
+        }) => topo_up(&file, backend, dry_run),
+        Command::Topo(TopoCommand::Down { file, dry_run }) => topo_down(&file, dry_run),
+        Command::Topo(TopoCommand::Check { file, json }) => topo_check(&file, json),
+        Command::Run(args) => run(args),
+        Command::Stats(args) => stats(args),
+        Command::Demo => demo(),
+    }
+}
+
+fn load(file: &Path) -> Result<Topology> {
+    Ok(Topology::load(file)?)
+}
+
+fn topo_up(file: &Path, backend: Backend, dry_run: bool) -> Result<()> {
+    let topology = load(file)?;
+    if dry_run {
+        let caps = match backend {
+            Backend::Kernel if nix_is_root() => topo::kernel_caps(),
+            _ => topo::KernelCaps::FULL,
+        };
+        if backend == Backend::Kernel {
+            if let Some(reason) = topo::kernel_refusal(&topology, &caps) {
+                bail!(
+                    "the kernel bridge backend cannot build {}: {reason}",
+                    file.display()
+                );
+            }
+        }
+        let plan = topo::plan_up(&topology, backend, &caps);
+        for note in &plan.notes {
+            println!("# note: {note}");
+        }
+        for step in &plan.steps {
+            println!("{step}");
+        }
+        return Ok(());
+    }
+    let plan =
+        topo::up(&topology, backend).with_context(|| format!("topo up {}", file.display()))?;
+    for note in &plan.notes {
+        eprintln!("xbridge: note: {note}");
+    }
+    let namespaces = topology.namespaces().join(", ");
+    match backend {
+        Backend::Xbridge => println!(
+            "{}: namespaces {namespaces} are up; start the bridge with `xbridge run {}`",
+            file.display(),
+            file.display()
+        ),
+        Backend::Kernel => println!(
+            "{}: namespaces {namespaces} are up on the Linux bridge",
+            file.display()
+        ),
+    }
+    Ok(())
+}
+
+fn topo_down(file: &Path, dry_run: bool) -> Result<()> {
+    let topology = load(file)?;
+    if dry_run {
+        for step in topo::plan_down(&topology).steps {
+            println!("{step}");
+        }
+        return Ok(());
+    }
+    let report = topo::down(&topology).with_context(|| format!("topo down {}", file.display()))?;
+    if !report.removed.is_empty() {
+        println!("removed namespaces: {}", report.removed.join(", "));
+    }
+    if !report.not_ours.is_empty() {
+        eprintln!(
+            "xbridge: left alone (not created by xbridge): {}",
+            report.not_ours.join(", ")
+        );
+    }
+    if report.removed.is_empty() && report.not_ours.is_empty() {
+        println!("{}: nothing to remove", file.display());
+    }
+    Ok(())
+}
+
+fn topo_check(file: &Path, json: bool) -> Result<()> {
+    let topology = load(file)?;
+    let summary = serde_json::json!({
+        "file": file,
+        "namespaces": topology.namespaces(),
+        "links": topology.links.len(),
+        "uses_vlans": topology.uses_vlans(),
+        "bridges": topology.bridges.iter().map(|b| serde_json::json!({
+            "name": b.config.name,
+            "namespace": b.namespace,
+            "vlan_filtering": b.config.vlan_filtering,
+            "ports": b.config.ports.iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "pvid": p.pvid,
+                "vlans": p.vlans.iter().map(|(vid, mode)| serde_json::json!({"vid": vid, "mode": mode})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "{}: ok ({} namespaces, {} links, {} bridges)",
+            file.display(),
+            topology.namespaces().len(),
+            topology.links.len(),
+            topology.bridges.len()
+        );
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let topology = load(&args.file)?;
+    let specs: Vec<_> = match &args.bridge {
+        Some(name) => vec![topology
+            .bridge(name)
+            .with_context(|| format!("{} has no bridge named {name}", args.file.display()))?
+            .clone()],
+        None => topology.bridges.clone(),
+    };
+    if specs.is_empty() {
+        bail!("{} declares no bridge", args.file.display());
+    }
+    let cores = args
+        .cores
+        .unwrap_or_else(|| (0..usize::from(args.workers)).collect());
+    let stop = runtime::stop_on_signals().context("installing signal handlers")?;
+    let running = Running::start(&specs, usize::from(args.workers), &cores)?;
+    for bridge in running.bridges() {
+        let config = bridge.pipeline().config();
+        let interfaces: Vec<String> = bridge
+            .attach_modes()
+            .into_iter()
+            .map(|(name, mode, queues)| {
+                format!(
+                    "{name} ({mode:?} XDP, {queues} queue{})",
+                    if queues == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        eprintln!(
+            "xbridge: bridge {} running in namespace {}: {} port(s) on {}; {} worker(s). Ctrl-C stops.",
+            config.name,
+            bridge.namespace(),
+            config.ports.len(),
+            interfaces.join(", "),
+            bridge.workers()
+        );
+    }
+    running.serve(&stop);
+    for stats in running.stop() {
+        let frames: u64 = stats.ports.values().map(|p| p.rx_frames).sum();
+        eprintln!(
+            "xbridge: bridge {} stopped after {frames} frames; XDP programs detached",
+            stats.bridge
+        );
+    }
+    Ok(())
+}
+
+fn stats(args: StatsArgs) -> Result<()> {
+    let bridge = match args.bridge {
+        Some(bridge) => bridge,
+        None => {
+            let running = runtime::running_bridges();
+            match running.as_slice() {
+                [one] => one.clone(),
+                [] => bail!("no bridge is running (start one with `xbridge run FILE`)"),
+                many => bail!(
+                    "several bridges run ({}); pick one with --bridge",
+                    many.join(", ")
+                ),
+            }
+        }
+    };
+    let path = runtime::stats_path(&bridge);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no stats for bridge {bridge} ({})", path.display()))?;
+    let stats: BridgeStats =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print_stats(&stats);
+    }
+    Ok(())
+}
+
+fn print_stats(stats: &BridgeStats) {
+    println!(
+        "bridge {}  workers {}  fdb {} entries, {} moves, {} learn_limit  no_port {}  no_buffer {}  tx_ring_full {}",
+        stats.bridge,
+        stats.workers,
+        stats.fdb_entries,
+        stats.fdb_moves,
+        stats.learn_limit,
+        stats.no_port,
+        stats.no_buffer,
+        stats.tx_ring_full
+    );
+    println!(
+        "{:<12} {:>12} {:>14} {:>12} {:>14} {:>10}  drops",
+        "port", "rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "egr_filter"
+    );
+    for (name, port) in &stats.ports {
+        let drops: Vec<String> = port
+            .drops
+            .iter()
+            .map(|(reason, n)| format!("{reason}={n}"))
+            .collect();
+        println!(
+            "{:<12} {:>12} {:>14} {:>12} {:>14} {:>10}  {}",
+            name,
+            port.rx_frames,
+            port.rx_bytes,
+            port.tx_frames,
+            port.tx_bytes,
+            port.egress_filter,
+            if drops.is_empty() {
+                "-".to_string()
+            } else {
+                drops.join(" ")
+            }
+        );
+    }
+}
+
+/// The demo topology, embedded so `xbridge demo` works from anywhere.
+const DEMO_TOPOLOGY: &str = include_str!("../../topologies/two-namespaces.toml");
+
+fn demo() -> Result<()> {
+    let topology = Topology::parse(Path::new("topologies/two-namespaces.toml"), DEMO_TOPOLOGY)?;
+    println!("== xbridge demo: two namespaces joined by xbridge (topologies/two-namespaces.toml)");
+    for step in topo::plan_up(&topology, Backend::Xbridge, &topo::KernelCaps::FULL).steps {
+        println!("   {step}");
+    }
+    topo::up(&topology, Backend::Xbridge).context("bringing the demo topology up")?;
+    let result = (|| -> Result<()> {
+        let running = Running::start(&topology.bridges, 1, &[0])?;
+        println!("== xbridge is forwarding; ping from ns1 to ns2:");
+        let status = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "ns1",
+                "ping",
+                "-c",
+                "5",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "192.168.50.2",
+            ])
+            .status()
+            .context("running ping (apt-get install iputils-ping)")?;
+        let stats = running.stop();
+        println!("== counters:");
+        for bridge in &stats {
+            print_stats(bridge);
+        }
+        if !status.success() {
+            bail!("ping from ns1 to ns2 failed");
+        }
+        Ok(())
+    })();
+    let down = topo::down(&topology);
+    println!("== topology removed");
+    result?;
+    down?;
+    Ok(())
+}
