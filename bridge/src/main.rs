@@ -27,6 +27,10 @@ struct Cli {
     /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Put PREFIX before every namespace and bridge name of the topology
+    /// file, to run several copies of one file side by side.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    prefix: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,7 +123,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match dispatch(cli.command) {
+    let prefix = cli.prefix.unwrap_or_default();
+    match dispatch(cli.command, &prefix) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("xbridge: {err:#}");
@@ -128,27 +133,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(command: Command) -> Result<()> {
+fn dispatch(command: Command, prefix: &str) -> Result<()> {
+    let load = |file: &Path| -> Result<Topology> { Ok(Topology::load(file)?.with_prefix(prefix)?) };
     match command {
         Command::Topo(TopoCommand::Up {
             file,
             backend,
             dry_run,
-        }) => topo_up(&file, backend, dry_run),
-        Command::Topo(TopoCommand::Down { file, dry_run }) => topo_down(&file, dry_run),
-        Command::Topo(TopoCommand::Check { file, json }) => topo_check(&file, json),
-        Command::Run(args) => run(args),
+        }) => topo_up(load(&file)?, &file, backend, dry_run),
+        Command::Topo(TopoCommand::Down { file, dry_run }) => {
+            topo_down(load(&file)?, &file, dry_run)
+        }
+        Command::Topo(TopoCommand::Check { file, json }) => topo_check(load(&file)?, &file, json),
+        Command::Run(args) => run(load(&args.file)?, args),
         Command::Stats(args) => stats(args),
         Command::Demo => demo(),
     }
 }
 
-fn load(file: &Path) -> Result<Topology> {
-    Ok(Topology::load(file)?)
-}
-
-fn topo_up(file: &Path, backend: Backend, dry_run: bool) -> Result<()> {
-    let topology = load(file)?;
+fn topo_up(topology: Topology, file: &Path, backend: Backend, dry_run: bool) -> Result<()> {
     if dry_run {
         let caps = match backend {
             Backend::Kernel if nix_is_root() => topo::kernel_caps(),
@@ -191,8 +194,7 @@ fn topo_up(file: &Path, backend: Backend, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
-fn topo_down(file: &Path, dry_run: bool) -> Result<()> {
-    let topology = load(file)?;
+fn topo_down(topology: Topology, file: &Path, dry_run: bool) -> Result<()> {
     if dry_run {
         for step in topo::plan_down(&topology).steps {
             println!("{step}");
@@ -215,8 +217,7 @@ fn topo_down(file: &Path, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
-fn topo_check(file: &Path, json: bool) -> Result<()> {
-    let topology = load(file)?;
+fn topo_check(topology: Topology, file: &Path, json: bool) -> Result<()> {
     let summary = serde_json::json!({
         "file": file,
         "namespaces": topology.namespaces(),
@@ -257,8 +258,7 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    let topology = load(&args.file)?;
+fn run(topology: Topology, args: RunArgs) -> Result<()> {
     let specs: Vec<_> = match &args.bridge {
         Some(name) => vec![topology
             .bridge(name)

@@ -219,7 +219,7 @@ pub fn plan_up(topology: &Topology, backend: Backend, caps: &KernelCaps) -> Plan
     for link in &topology.links {
         let [a, b] = &link.ends;
         let queues = link.queues.to_string();
-        let mut args = vec!["link", "add", &a.interface, "netns", &a.namespace];
+        let mut args = vec!["link", "add", "name", &a.interface, "netns", &a.namespace];
         if link.queues > 1 {
             args.extend(["numtxqueues", &queues, "numrxqueues", &queues]);
         }
@@ -243,7 +243,16 @@ pub fn plan_up(topology: &Topology, backend: Backend, caps: &KernelCaps) -> Plan
             if let Some(mac) = interface.mac {
                 plan.steps.push(step(
                     "ip",
-                    &["-n", ns, "link", "set", name, "address", &mac.to_string()],
+                    &[
+                        "-n",
+                        ns,
+                        "link",
+                        "set",
+                        "dev",
+                        name,
+                        "address",
+                        &mac.to_string(),
+                    ],
                 ));
             }
             for address in &interface.addresses {
@@ -262,7 +271,7 @@ pub fn plan_up(topology: &Topology, backend: Backend, caps: &KernelCaps) -> Plan
                 ],
             ));
             plan.steps
-                .push(step("ip", &["-n", ns, "link", "set", name, "up"]));
+                .push(step("ip", &["-n", ns, "link", "set", "dev", name, "up"]));
         }
     }
     for bridge in &topology.bridges {
@@ -284,8 +293,10 @@ pub fn plan_up(topology: &Topology, backend: Backend, caps: &KernelCaps) -> Plan
                         "off",
                     ],
                 ));
-                plan.steps
-                    .push(step("ip", &["-n", ns, "link", "set", &end.interface, "up"]));
+                plan.steps.push(step(
+                    "ip",
+                    &["-n", ns, "link", "set", "dev", &end.interface, "up"],
+                ));
             }
         }
         if backend == Backend::Kernel {
@@ -313,41 +324,25 @@ fn plan_kernel_bridge(bridge: &BridgeSpec, caps: &KernelCaps, plan: &mut Plan) {
         config.vlan_filtering = false;
     }
     let config = &config;
-    let filtering = if config.vlan_filtering { "1" } else { "0" };
     let ageing = (config.ageing_time.as_millis() / 10).to_string();
-    plan.steps.push(step(
-        "ip",
-        &[
-            "-n",
-            ns,
-            "link",
-            "add",
-            name,
-            "type",
-            "bridge",
-            "vlan_filtering",
-            filtering,
-            "ageing_time",
-            &ageing,
-        ],
-    ));
+    let mut args = vec![
+        "-n",
+        ns,
+        "link",
+        "add",
+        "name",
+        name,
+        "type",
+        "bridge",
+        "ageing_time",
+        &ageing,
+    ];
     if config.vlan_filtering {
-        // Ports get exactly the file's VLANs: no implicit VLAN 1.
-        plan.steps.push(step(
-            "ip",
-            &[
-                "-n",
-                ns,
-                "link",
-                "set",
-                name,
-                "type",
-                "bridge",
-                "default_pvid",
-                "0",
-            ],
-        ));
+        // Only when enabling it: kernels without CONFIG_BRIDGE_VLAN_FILTERING
+        // refuse the attribute even as 0.
+        args.extend(["vlan_filtering", "1", "default_pvid", "0"]);
     }
+    plan.steps.push(step("ip", &args));
     for port in &config.ports {
         let dev = port.name.as_str();
         if let PortKind::SubInterface { wire_vid } = port.kind {
@@ -369,10 +364,12 @@ fn plan_kernel_bridge(bridge: &BridgeSpec, caps: &KernelCaps, plan: &mut Plan) {
                 ],
             ));
             plan.steps
-                .push(step("ip", &["-n", ns, "link", "set", dev, "up"]));
+                .push(step("ip", &["-n", ns, "link", "set", "dev", dev, "up"]));
         }
-        plan.steps
-            .push(step("ip", &["-n", ns, "link", "set", dev, "master", name]));
+        plan.steps.push(step(
+            "ip",
+            &["-n", ns, "link", "set", "dev", dev, "master", name],
+        ));
         if config.vlan_filtering {
             for (vid, mode) in port.vlans.iter() {
                 let vid_text = vid.to_string();
@@ -454,7 +451,7 @@ fn plan_kernel_bridge(bridge: &BridgeSpec, caps: &KernelCaps, plan: &mut Plan) {
         plan.steps.push(step("bridge", &args));
     }
     plan.steps
-        .push(step("ip", &["-n", ns, "link", "set", name, "up"]));
+        .push(step("ip", &["-n", ns, "link", "set", "dev", name, "up"]));
 }
 
 /// The commands that remove `topology`: deleting its namespaces removes
@@ -605,19 +602,19 @@ interfaces = [{ name = "eth0" }]
         for expected in [
             "ip netns add h1",
             "ip netns add brns",
-            "ip link add eth0 netns h1 type veth peer name p1 netns brns",
-            "ip link add eth0 netns x numtxqueues 2 numrxqueues 2 type veth peer name t netns brns numtxqueues 2 numrxqueues 2",
-            "ip -n h1 link set eth0 address 02:00:00:00:00:01",
+            "ip link add name eth0 netns h1 type veth peer name p1 netns brns",
+            "ip link add name eth0 netns x numtxqueues 2 numrxqueues 2 type veth peer name t netns brns numtxqueues 2 numrxqueues 2",
+            "ip -n h1 link set dev eth0 address 02:00:00:00:00:01",
             "ip -n h1 addr add 192.168.50.1/24 dev eth0",
             "ip netns exec h1 ethtool -K eth0 rxvlan off txvlan off tx off",
-            "ip -n brns link add br0 type bridge vlan_filtering 1 ageing_time 30000",
+            "ip -n brns link add name br0 type bridge ageing_time 30000 vlan_filtering 1 default_pvid 0",
             "ip -n brns link add link t name t.20 type vlan id 20",
-            "ip -n brns link set t.20 master br0",
+            "ip -n brns link set dev t.20 master br0",
             "bridge -n brns vlan add dev p1 vid 10 pvid untagged",
             "bridge -n brns vlan add dev t.20 vid 10",
             "bridge -n brns vlan add dev t.20 vid 30 pvid untagged",
             "bridge -n brns fdb add 02:00:00:00:00:09 dev p1 master static vlan 10",
-            "ip -n brns link set br0 up",
+            "ip -n brns link set dev br0 up",
         ] {
             assert!(lines.contains(&expected.to_string()), "missing `{expected}` in\n{}", lines.join("\n"));
         }

@@ -132,6 +132,37 @@ impl Topology {
         self.bridges.iter().find(|b| b.config.name == name)
     }
 
+    /// The same topology with `prefix` before every namespace and bridge
+    /// name, so copies of one file can run side by side (tests do this).
+    pub fn with_prefix(mut self, prefix: &str) -> Result<Topology, TopologyError> {
+        if prefix.is_empty() {
+            return Ok(self);
+        }
+        let invalid = |message: String| TopologyError::Invalid {
+            path: self.path.clone(),
+            line: 1,
+            message,
+        };
+        check_namespace_name(&format!("{prefix}x"))
+            .map_err(|m| invalid(format!("--prefix: {m}")))?;
+        let rename = |name: &mut String| *name = format!("{prefix}{name}");
+        for host in &mut self.hosts {
+            rename(&mut host.name);
+        }
+        for bridge in &mut self.bridges {
+            rename(&mut bridge.namespace);
+            rename(&mut bridge.config.name);
+            check_interface_name(&bridge.config.name)
+                .map_err(|m| invalid(format!("bridge name with --prefix {prefix}: {m}")))?;
+        }
+        for link in &mut self.links {
+            for end in &mut link.ends {
+                rename(&mut end.namespace);
+            }
+        }
+        Ok(self)
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
     pub bytes: Vec<u8>,
-    /// The TCI the kernel had stripped into metadata, if any.
-    pub stripped_tci: Option<u16>,
+    /// The (TPID, TCI) the kernel had stripped into metadata, if any.
+    pub stripped_tag: Option<(u16, u16)>,
 }
 
 /// An AF_PACKET socket bound to one interface of the namespace it was
@@ -24,6 +24,7 @@ pub struct PacketSocket {
 
 const ETH_P_ALL: u16 = 0x0003;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
 impl PacketSocket {
     /// Opens and binds a raw socket on `ifname` in the current namespace.
@@ -144,7 +145,7 @@ impl PacketSocket {
             return Ok(None);
         }
         buffer.truncate(len as usize);
-        let mut stripped_tci = None;
+        let mut stripped_tag = None;
         // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
         // bounded by msg_controllen; tpacket_auxdata is read unaligned.
         unsafe {
@@ -156,20 +157,25 @@ impl PacketSocket {
                     let aux: libc::tpacket_auxdata =
                         std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
                     if aux.tp_status & TP_STATUS_VLAN_VALID != 0 || aux.tp_vlan_tci != 0 {
-                        stripped_tci = Some(aux.tp_vlan_tci);
+                        let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                            aux.tp_vlan_tpid
+                        } else {
+                            0x8100
+                        };
+                        stripped_tag = Some((tpid, aux.tp_vlan_tci));
                     }
                 }
                 header = libc::CMSG_NXTHDR(&message, header);
             }
         }
-        if let (Some(tci), true) = (stripped_tci, buffer.len() >= 12) {
-            let mut tag = [0x81, 0x00, 0, 0];
-            tag[2..].copy_from_slice(&tci.to_be_bytes());
-            buffer.splice(12..12, tag);
+        if let (Some((tpid, tci)), true) = (stripped_tag, buffer.len() >= 12) {
+            let [tpid_high, tpid_low] = tpid.to_be_bytes();
+            let [tci_high, tci_low] = tci.to_be_bytes();
+            buffer.splice(12..12, [tpid_high, tpid_low, tci_high, tci_low]);
         }
         Ok(Some(Captured {
             bytes: buffer,
-            stripped_tci,
+            stripped_tag,
         }))
     }
 }

@@ -1,0 +1,473 @@
+//! The real binary on real veths in test-made namespaces, through AF_XDP.
+//! Each test skips (or fails under XBRIDGE_REQUIRE_PRIV=1) without root.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{capture, privileged, Lab};
+use xbridge::sys::packet::PacketSocket;
+use xbridge::wire::{FrameBuilder, MacAddr, Tci};
+
+const BCAST: MacAddr = MacAddr::BROADCAST;
+/// How long a frame that should arrive may take.
+const ARRIVE: Duration = Duration::from_secs(3);
+/// How long we watch for a frame that must not arrive.
+const ABSENT: Duration = Duration::from_millis(400);
+
+fn tag(vid: u16) -> Tci {
+    Tci::new(0, false, vid)
+}
+
+fn marker(test: &str, row: usize) -> Vec<u8> {
+    format!("xbridge-test {test} row {row} pid {}", std::process::id()).into_bytes()
+}
+
+/// Sends `frame` from `from` and checks that exactly the hosts in
+/// `expected` get it, each with exactly the expected bytes.
+fn expect_delivery(
+    sockets: &BTreeMap<&str, PacketSocket>,
+    from: &str,
+    frame: &[u8],
+    mark: &[u8],
+    expected: &[(&str, Vec<u8>)],
+    what: &str,
+) {
+    for socket in sockets.values() {
+        socket.drain();
+    }
+    sockets[from].send(frame).expect("send");
+    for (host, bytes) in expected {
+        let got = capture(&sockets[host], mark, 1, ARRIVE);
+        assert_eq!(got.len(), 1, "{what}: {host} should receive the frame");
+        assert_eq!(
+            &got[0].bytes, bytes,
+            "{what}: {host} got the wrong bytes/tags"
+        );
+    }
+    for (host, socket) in sockets {
+        if *host == from || expected.iter().any(|(h, _)| h == host) {
+            continue;
+        }
+        let got = capture(socket, mark, 1, ABSENT);
+        assert!(
+            got.is_empty(),
+            "{what}: {host} must not receive the frame, got {:02x?}",
+            got[0].bytes
+        );
+    }
+}
+
+// spec: F1, F2 (the seed's part I experiment through xbridge)
+#[test]
+fn two_namespaces_ping_through_xbridge() {
+    if !privileged("two_namespaces_ping_through_xbridge") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
+    lab.run(&["br0"], &[]);
+    assert!(
+        lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
+        "{}",
+        lab.log_text()
+    );
+    assert!(lab.ping("ns1", "192.168.50.2", 5), "5 pings in a row");
+    let stats = lab.stats_when("br0", |s| s.ports["p2"].tx_frames >= 5);
+    assert!(
+        stats.ports["p1"].rx_frames >= 5 && stats.ports["p2"].tx_frames >= 5,
+        "{stats:?}"
+    );
+    assert_eq!(stats.fdb_entries, 2);
+}
+
+// spec: F1, F2 (the same file on the Linux bridge: the kernel backend)
+#[test]
+fn two_namespaces_ping_through_the_kernel_bridge() {
+    if !privileged("two_namespaces_ping_through_the_kernel_bridge") {
+        return;
+    }
+    let lab = Lab::up("topologies/two-namespaces.toml", "kernel");
+    assert!(lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)));
+    assert!(lab.xdp_attached(&lab.ns("br0")).is_empty());
+}
+
+// spec: F1, F2 (the host reaches an IP-less bridge through a veth pair)
+#[test]
+fn host_attached_reaches_both_guests() {
+    if !privileged("host_attached_reaches_both_guests") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/host-attached.toml", "xbridge");
+    lab.run(&["brhost"], &[]);
+    assert!(
+        lab.ping_until("host", "192.168.50.11", Duration::from_secs(5)),
+        "{}",
+        lab.log_text()
+    );
+    assert!(lab.ping_until("host", "192.168.50.12", Duration::from_secs(5)));
+    assert!(lab.ping_until("guest1", "192.168.50.12", Duration::from_secs(5)));
+}
+
+// spec: F2 (two xbridge bridges joined by a veth pair)
+#[test]
+fn linked_bridges_forward_across_the_veth_between_them() {
+    if !privileged("linked_bridges_forward_across_the_veth_between_them") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/linked-bridges.toml", "xbridge");
+    lab.run(&["br1", "br2"], &[]);
+    assert!(
+        lab.ping_until("left", "192.168.50.2", Duration::from_secs(5)),
+        "{}",
+        lab.log_text()
+    );
+    let br1 = lab.stats_when("br1", |s| s.ports["link"].tx_frames > 0);
+    let br2 = lab.stats_when("br2", |s| s.ports["link"].rx_frames > 0);
+    assert!(br1.ports["link"].tx_frames > 0 && br2.ports["link"].rx_frames > 0);
+}
+
+// spec: E1 (broadcasts and ARP never cross a VLAN border)
+#[test]
+fn separated_vlans_ping_inside_and_never_across() {
+    if !privileged("separated_vlans_ping_inside_and_never_across") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/separated-vlans.toml", "xbridge");
+    lab.run(&["brsep"], &[]);
+    assert!(
+        lab.ping_until("red1", "192.168.50.2", Duration::from_secs(5)),
+        "{}",
+        lab.log_text()
+    );
+    assert!(lab.ping_until("blue1", "192.168.50.4", Duration::from_secs(5)));
+
+    let blue2 = lab.socket("blue2", "eth0");
+    blue2.drain();
+    assert!(
+        !lab.ping("red1", "192.168.50.3", 2),
+        "VLAN 10 reached VLAN 20"
+    );
+    // Not one ARP request from red1 made it to VLAN 20.
+    let red1_mac = std::process::Command::new("ip")
+        .args(["-n", &lab.ns("red1"), "-br", "link", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let red1_mac: MacAddr = String::from_utf8_lossy(&red1_mac.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    while let Some(frame) = blue2.receive(Duration::ZERO).unwrap() {
+        assert_ne!(
+            frame.bytes[6..12],
+            red1_mac.0,
+            "a frame from red1 reached blue2"
+        );
+    }
+    let stats = lab.stats_when("brsep", |s| s.ports["p3"].egress_filter >= 2);
+    assert!(stats.ports["p3"].egress_filter >= 2, "{stats:?}");
+    assert!(stats.ports["p4"].egress_filter >= 2, "{stats:?}");
+}
+
+fn host_mac(host: &str) -> MacAddr {
+    let last = match host {
+        "a" => 0x0a,
+        "b" => 0x0b,
+        "c" => 0x0c,
+        "d" => 0x0d,
+        "e" => 0x0e,
+        other => panic!("no host {other}"),
+    };
+    MacAddr([2, 0, 0, 0, 0, last])
+}
+
+// spec: I2, I4, E1, E2, E3, X1 (the reference scenario, row by row, on the wire)
+#[test]
+fn vlan_rules_reference_scenario_on_real_frames() {
+    if !privileged("vlan_rules_reference_scenario_on_real_frames") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/vlan-rules.toml", "xbridge");
+    lab.run(&["brvlan"], &[]);
+    let hosts = ["a", "b", "c", "d", "e"];
+    let sockets: BTreeMap<&str, PacketSocket> =
+        hosts.iter().map(|h| (*h, lab.socket(h, "eth0"))).collect();
+
+    type Row = (&'static str, Vec<Tci>, Vec<(&'static str, Vec<Tci>)>);
+    let prio3 = Tci::new(3, false, 0);
+    let rows: Vec<Row> = vec![
+        (
+            "a",
+            vec![],
+            vec![("b", vec![]), ("d", vec![]), ("e", vec![tag(10)])],
+        ),
+        ("c", vec![], vec![("e", vec![tag(20)])]),
+        ("d", vec![], vec![("b", vec![]), ("e", vec![tag(30)])]),
+        ("e", vec![tag(30)], vec![("b", vec![])]),
+        ("e", vec![tag(20)], vec![("c", vec![])]),
+        (
+            "e",
+            vec![tag(10)],
+            vec![("a", vec![]), ("b", vec![]), ("d", vec![])],
+        ),
+        ("a", vec![tag(20)], vec![]),
+        ("e", vec![], vec![]),
+        (
+            "a",
+            vec![prio3],
+            vec![
+                ("b", vec![]),
+                ("d", vec![]),
+                ("e", vec![Tci::new(3, false, 10)]),
+            ],
+        ),
+        (
+            "b",
+            vec![Tci::new(5, false, 10)],
+            vec![
+                ("a", vec![]),
+                ("d", vec![]),
+                ("e", vec![Tci::new(5, false, 10)]),
+            ],
+        ),
+        (
+            "a",
+            vec![tag(10), tag(20)],
+            vec![
+                ("b", vec![tag(20)]),
+                ("d", vec![tag(20)]),
+                ("e", vec![tag(10), tag(20)]),
+            ],
+        ),
+    ];
+    for (number, (from, tags, expected)) in rows.iter().enumerate() {
+        let mark = marker("ae", number + 1);
+        let build = |tags: &[Tci]| {
+            tags.iter()
+                .fold(FrameBuilder::new(BCAST, host_mac(from)), |b, t| b.tag(*t))
+                .payload(&mark)
+                .build()
+        };
+        let expected: Vec<(&str, Vec<u8>)> = expected.iter().map(|(h, t)| (*h, build(t))).collect();
+        expect_delivery(
+            &sockets,
+            from,
+            &build(tags),
+            &mark,
+            &expected,
+            &format!("row {}", number + 1),
+        );
+    }
+    let stats = lab.stats_when("brvlan", |s| s.ports["e"].drops.contains_key("no_pvid"));
+    // Row 7 is the only tagged frame a sends; e's own untagged chatter
+    // (IPv6 neighbour discovery) adds to row 8's no_pvid.
+    assert_eq!(
+        stats.ports["a"].drops.get("ingress_filter"),
+        Some(&1),
+        "{stats:?}"
+    );
+    assert!(
+        stats.ports["e"]
+            .drops
+            .get("no_pvid")
+            .is_some_and(|n| *n >= 1),
+        "{stats:?}"
+    );
+    assert!(
+        stats.ports["d"].egress_filter >= 1,
+        "row 4: blue is withheld from d"
+    );
+}
+
+// spec: L1, F1 (a learned unicast reaches exactly one host)
+#[test]
+fn learning_sends_known_unicast_to_one_port_only() {
+    if !privileged("learning_sends_known_unicast_to_one_port_only") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/vlan-rules.toml", "xbridge");
+    lab.run(&["brvlan"], &[]);
+    let sockets: BTreeMap<&str, PacketSocket> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|h| (*h, lab.socket(h, "eth0")))
+        .collect();
+    // Unknown: flooded in VLAN 10.
+    let mark = marker("learn", 1);
+    let unknown = FrameBuilder::new(host_mac("b"), host_mac("a"))
+        .payload(&mark)
+        .build();
+    let tagged = FrameBuilder::new(host_mac("b"), host_mac("a"))
+        .tag(tag(10))
+        .payload(&mark)
+        .build();
+    expect_delivery(
+        &sockets,
+        "a",
+        &unknown,
+        &mark,
+        &[
+            ("b", unknown.clone()),
+            ("d", unknown.clone()),
+            ("e", tagged),
+        ],
+        "unknown unicast",
+    );
+    // b speaks once: its MAC is learned on port b in VLAN 10.
+    let hello = marker("learn", 2);
+    sockets["b"]
+        .send(
+            &FrameBuilder::new(BCAST, host_mac("b"))
+                .payload(&hello)
+                .build(),
+        )
+        .unwrap();
+    assert_eq!(capture(&sockets["a"], &hello, 1, ARRIVE).len(), 1);
+    let mark = marker("learn", 3);
+    let known = FrameBuilder::new(host_mac("b"), host_mac("a"))
+        .payload(&mark)
+        .build();
+    expect_delivery(
+        &sockets,
+        "a",
+        &known,
+        &mark,
+        &[("b", known.clone())],
+        "known unicast",
+    );
+}
+
+// spec: I3, E4 (sub-interface ports on a trunk veth, no 8021q needed)
+#[test]
+fn sub_interfaces_rewrite_tags() {
+    if !privileged("sub_interfaces_rewrite_tags") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/subinterfaces.toml", "xbridge");
+    lab.run(&["brsub"], &[]);
+    let sockets: BTreeMap<&str, PacketSocket> = ["trunk", "v10", "v20"]
+        .iter()
+        .map(|h| (*h, lab.socket(h, "eth0")))
+        .collect();
+    let mac = |h: &str| -> MacAddr {
+        match h {
+            "trunk" => "02:00:00:00:01:01",
+            "v10" => "02:00:00:00:01:10",
+            _ => "02:00:00:00:01:20",
+        }
+        .parse()
+        .unwrap()
+    };
+    for (number, vid, access) in [(1, 10, "v10"), (2, 20, "v20")] {
+        // I3: tagged N on the trunk arrives untagged in VLAN N.
+        let mark = marker("subif", number);
+        let tagged = FrameBuilder::new(BCAST, mac("trunk"))
+            .tag(Tci::new(4, false, vid))
+            .payload(&mark)
+            .build();
+        let plain = FrameBuilder::new(BCAST, mac("trunk"))
+            .payload(&mark)
+            .build();
+        expect_delivery(
+            &sockets,
+            "trunk",
+            &tagged,
+            &mark,
+            &[(access, plain)],
+            &format!("I3 vid {vid}"),
+        );
+        // E4: untagged from the access host leaves the trunk tagged N.
+        let mark = marker("subif", number + 10);
+        let plain = FrameBuilder::new(BCAST, mac(access)).payload(&mark).build();
+        let tagged = FrameBuilder::new(BCAST, mac(access))
+            .tag(tag(vid))
+            .payload(&mark)
+            .build();
+        expect_delivery(
+            &sockets,
+            access,
+            &plain,
+            &mark,
+            &[("trunk", tagged)],
+            &format!("E4 vid {vid}"),
+        );
+    }
+    // A tag no sub-interface claims, and no trunk port: no_port.
+    let mark = marker("subif", 30);
+    let stray = FrameBuilder::new(BCAST, mac("trunk"))
+        .tag(tag(30))
+        .payload(&mark)
+        .build();
+    expect_delivery(
+        &sockets,
+        "trunk",
+        &stray,
+        &mark,
+        &[],
+        "VLAN 30 on the trunk",
+    );
+    let stats = lab.stats_when("brsub", |s| s.no_port >= 1);
+    assert!(stats.no_port >= 1, "{stats:?}");
+}
+
+// spec: E5 (a tagged member sub-interface leaves double-tagged)
+#[test]
+fn sub_interface_with_a_tagged_vlan_double_tags() {
+    if !privileged("sub_interface_with_a_tagged_vlan_double_tags") {
+        return;
+    }
+    let mut lab = Lab::up("bridge/tests/topologies/e5.toml", "xbridge");
+    lab.run(&["bre5"], &[]);
+    let sockets: BTreeMap<&str, PacketSocket> = ["tr", "far"]
+        .iter()
+        .map(|h| (*h, lab.socket(h, "eth0")))
+        .collect();
+    let far: MacAddr = "02:00:00:00:05:02".parse().unwrap();
+    for (number, vid) in [(1, 20), (2, 10)] {
+        let mark = marker("e5", number);
+        let sent = FrameBuilder::new(BCAST, far)
+            .tag(Tci::new(5, false, vid))
+            .payload(&mark)
+            .build();
+        let double = FrameBuilder::new(BCAST, far)
+            .tag(tag(10))
+            .tag(Tci::new(5, false, vid))
+            .payload(&mark)
+            .build();
+        expect_delivery(
+            &sockets,
+            "far",
+            &sent,
+            &mark,
+            &[("tr", double)],
+            &format!("E5 vid {vid}"),
+        );
+    }
+}
+
+// Clean exit: SIGTERM detaches every XDP program and exits 0.
+#[test]
+fn sigterm_detaches_everything_and_exits_zero() {
+    if !privileged("sigterm_detaches_everything_and_exits_zero") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
+    lab.run(&["br0"], &[]);
+    let bridge_ns = lab.ns("br0");
+    assert_eq!(
+        lab.xdp_attached(&bridge_ns).len(),
+        2,
+        "both ports have the program while running"
+    );
+    assert!(lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)));
+    assert_eq!(
+        lab.stop(),
+        Some(0),
+        "exit code after SIGTERM: {}",
+        lab.log_text()
+    );
+    assert!(lab.xdp_attached(&bridge_ns).is_empty(), "XDP left attached");
+    assert!(!xbridge::runtime::pid_path(&lab.bridge("br0")).exists());
+    assert!(!lab.ping("ns1", "192.168.50.2", 1), "no bridge, no ping");
+}
