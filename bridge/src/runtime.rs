@@ -171,26 +171,29 @@ impl Running {
         }
     }
 
-    /// Stops every bridge; returns their final stats.
+    /// Stops every bridge and removes what it published; returns the final
+    /// stats.
     pub fn stop(mut self) -> Vec<BridgeStats> {
-        self.publish();
-        let mut all = Vec::new();
-        for bridge in std::mem::take(&mut self.bridges) {
-            let stats = bridge.stop();
-            let _ = std::fs::remove_file(pid_path(&stats.bridge));
-            if let Ok(text) = serde_json::to_string_pretty(&stats) {
-                let _ = write_atomically(&stats_path(&stats.bridge), &text);
-            }
-            all.push(stats);
-        }
-        all
+        std::mem::take(&mut self.bridges)
+            .into_iter()
+            .map(|bridge| {
+                let stats = bridge.stop();
+                remove_published(&stats.bridge);
+                stats
+            })
+            .collect()
     }
+}
+
+fn remove_published(bridge: &str) {
+    let _ = std::fs::remove_file(pid_path(bridge));
+    let _ = std::fs::remove_file(stats_path(bridge));
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         for bridge in &self.bridges {
-            let _ = std::fs::remove_file(pid_path(&bridge.pipeline().config().name));
+            remove_published(&bridge.pipeline().config().name);
         }
     }
 }

@@ -181,7 +181,13 @@ impl Topology {
         };
         let raw: RawTopology = toml::from_str(text).map_err(|err| {
             let offset = err.span().map_or(0, |span| span.start);
-            invalid(offset, err.message().to_string())
+            let message: Vec<&str> = err
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            invalid(offset, message.join("; "))
         })?;
 
         let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
@@ -332,14 +338,13 @@ impl Topology {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| bridge.name.clone());
-            let config = build_bridge(bridge, &namespace, &endpoints, text).map_err(
-                |(offset, message)| {
+            let config =
+                build_bridge(bridge, &namespace, &endpoints).map_err(|(offset, message)| {
                     invalid(
                         offset.unwrap_or(at),
                         format!("bridge {}: {message}", bridge.name),
                     )
-                },
-            )?;
+                })?;
             bridges.push(BridgeSpec { namespace, config });
         }
 
@@ -358,7 +363,6 @@ fn build_bridge(
     raw: &RawBridge,
     namespace: &str,
     endpoints: &BTreeSet<Endpoint>,
-    _text: &str,
 ) -> Result<BridgeConfig, Located> {
     let default_pvid = match &raw.default_pvid {
         None => Some(Vid::new(1).expect("1 is a VID")),
@@ -447,13 +451,12 @@ fn build_bridge(
                 let vid = Vid::new(*number).map_err(|e| located(format!("pvid: {e}")))?;
                 set_pvid(vid).map_err(|e| (at, e.to_string()))?;
             }
-            Some(PvidValue::Word(word)) if word == "none" => {
-                if pvid.is_some() {
-                    return Err(located(
-                        "pvid = \"none\" contradicts a VLAN marked pvid".to_string(),
-                    ));
-                }
+            Some(PvidValue::Word(word)) if word == "none" && pvid.is_some() => {
+                return Err(located(
+                    "pvid = \"none\" contradicts a VLAN marked pvid".to_string(),
+                ));
             }
+            Some(PvidValue::Word(word)) if word == "none" => {}
             Some(PvidValue::Word(word)) => {
                 return Err(located(format!(
                     "pvid must be a VID or \"none\", not {word:?}"

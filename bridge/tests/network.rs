@@ -471,3 +471,88 @@ fn sigterm_detaches_everything_and_exits_zero() {
     assert!(!xbridge::runtime::pid_path(&lab.bridge("br0")).exists());
     assert!(!lab.ping("ns1", "192.168.50.2", 1), "no bridge, no ping");
 }
+
+// Multi-queue veths: queue i of every port goes to worker i.
+#[test]
+fn two_queues_run_two_workers() {
+    if !privileged("two_queues_run_two_workers") {
+        return;
+    }
+    let mut lab = Lab::up("bridge/tests/topologies/two-queues.toml", "xbridge");
+    lab.run(&["brq"], &["--workers", "2"]);
+    assert!(
+        lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
+        "{}",
+        lab.log_text()
+    );
+    let stats = lab.stats_when("brq", |s| s.workers == 2);
+    assert_eq!(stats.workers, 2, "{}", lab.log_text());
+    // Sockets on both queues of both ports: nothing falls on a queue
+    // without one.
+    for port in ["p1", "p2"] {
+        assert_eq!(
+            stats.ports[port]
+                .xdp
+                .get("xdp_drop_no_socket")
+                .copied()
+                .unwrap_or(0),
+            0,
+            "{stats:?}"
+        );
+    }
+}
+
+// Every worker needs a socket on every port, so asking for more workers
+// than the ports have queues runs fewer, says so, and still forwards.
+#[test]
+fn more_workers_than_queues_runs_fewer_and_still_forwards() {
+    if !privileged("more_workers_than_queues_runs_fewer_and_still_forwards") {
+        return;
+    }
+    let mut lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
+    lab.run(&["br0"], &["--workers", "2"]);
+    assert!(
+        lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
+        "{}",
+        lab.log_text()
+    );
+    assert_eq!(lab.stats_when("br0", |s| s.workers == 1).workers, 1);
+    assert!(
+        lab.log_text().contains("running 1 worker(s), not 2"),
+        "{}",
+        lab.log_text()
+    );
+}
+
+// A missing interface is a clear error, and nothing stays attached.
+#[test]
+fn a_missing_interface_fails_cleanly_with_nothing_attached() {
+    if !privileged("a_missing_interface_fails_cleanly_with_nothing_attached") {
+        return;
+    }
+    let lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
+    let bridge_ns = lab.ns("br0");
+    let deleted = std::process::Command::new("ip")
+        .args(["-n", &bridge_ns, "link", "del", "dev", "p2"])
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+    let out = common::xbridge(&[
+        "run",
+        common::repo_file("topologies/two-namespaces.toml")
+            .to_str()
+            .unwrap(),
+        "--prefix",
+        &lab.prefix,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interface p2 of bridge") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(
+        lab.xdp_attached(&bridge_ns).is_empty(),
+        "p1 must not keep the program"
+    );
+}

@@ -141,7 +141,7 @@ impl PacketSocket {
             }
             return Err(err);
         }
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(None);
         }
         buffer.truncate(len as usize);
