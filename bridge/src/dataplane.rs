@@ -63,6 +63,7 @@ pub enum DataplaneError {
 #[derive(Debug)]
 struct Attached {
     name: String,
+    ifindex: u32,
     queues: u32,
     program: PortProgram,
 }
@@ -110,7 +111,7 @@ impl Dataplane {
         let bridge = pipeline.config().name.clone();
         let namespace = options.namespace.clone();
 
-        // Attach the port program to each interface, inside the namespace.
+        // Load the port program for each interface (not attached yet).
         let interfaces: Vec<String> = pipeline.interface_names().map(String::from).collect();
         let mut attached = Vec::new();
         let mut indexes = Vec::new();
@@ -125,10 +126,11 @@ impl Dataplane {
                     })
                 })?;
                 let queues = sys::rx_queue_count(name).unwrap_or(1);
-                let program = PortProgram::attach(name, ifindex).map_err(std::io::Error::other)?;
+                let program = PortProgram::load(name).map_err(std::io::Error::other)?;
                 indexes.push(ifindex);
                 attached.push(Attached {
                     name: name.clone(),
+                    ifindex,
                     queues,
                     program,
                 });
@@ -212,6 +214,18 @@ impl Dataplane {
                 );
             }
         }
+        // Every socket waits in its XSKMAP: now frames may come.
+        let namespace = dataplane.namespace.clone();
+        netns::within(&namespace, || {
+            for attached in &mut dataplane.attached {
+                attached
+                    .program
+                    .attach(attached.ifindex)
+                    .map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        })
+        .map_err(|err| unwrap_io(err, &bridge, &namespace))?;
         Ok(dataplane)
     }
 
@@ -235,7 +249,7 @@ impl Dataplane {
     pub fn attach_modes(&self) -> Vec<(String, AttachMode, u32)> {
         self.attached
             .iter()
-            .map(|a| (a.name.clone(), a.program.mode(), a.queues))
+            .filter_map(|a| Some((a.name.clone(), a.program.mode()?, a.queues)))
             .collect()
     }
 

@@ -89,7 +89,7 @@ pub enum AttachMode {
 /// detaches the program and frees its maps.
 pub struct PortProgram {
     ifname: String,
-    mode: AttachMode,
+    mode: Option<AttachMode>,
     sockets: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     // Owns the program and its link; declared last so the maps go first.
@@ -106,37 +106,19 @@ impl std::fmt::Debug for PortProgram {
 }
 
 impl PortProgram {
-    /// Loads a fresh copy of the program (own maps) and attaches it to
-    /// `ifindex`, in driver mode when the driver supports it.
-    pub fn attach(ifname: &str, ifindex: u32) -> Result<Self, XdpError> {
-        let load_err = |source| XdpError::Load {
+    /// Loads a fresh copy of the program with its own maps, not attached
+    /// yet: register the sockets first, then `attach`, so no frame ever
+    /// meets the program before a socket waits for it.
+    pub fn load(ifname: &str) -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|source| XdpError::Load {
             ifname: ifname.to_string(),
             source: Box::new(source),
-        };
-        let mut ebpf = Ebpf::load(OBJECT).map_err(load_err)?;
-        let program: &mut Xdp = ebpf
-            .program_mut("xbridge_port")
-            .ok_or(XdpError::Missing {
-                what: "program xbridge_port",
-            })?
-            .try_into()
-            .map_err(|_| XdpError::Missing {
-                what: "an XDP program named xbridge_port",
-            })?;
-        let attach_err = |source| XdpError::Attach {
+        })?;
+        let program = Self::program(&mut ebpf)?;
+        program.load().map_err(|source| XdpError::Attach {
             ifname: ifname.to_string(),
             source: Box::new(source),
-        };
-        program.load().map_err(attach_err)?;
-        let mode = match program.attach_to_if_index(ifindex, XdpMode::Driver) {
-            Ok(_) => AttachMode::Driver,
-            Err(_) => {
-                program
-                    .attach_to_if_index(ifindex, XdpMode::Skb)
-                    .map_err(attach_err)?;
-                AttachMode::Generic
-            }
-        };
+        })?;
         let map_err = |map, source| XdpError::Map {
             ifname: ifname.to_string(),
             map,
@@ -154,14 +136,47 @@ impl PortProgram {
             .map_err(|e| map_err("counters", e))?;
         Ok(PortProgram {
             ifname: ifname.to_string(),
-            mode,
+            mode: None,
             sockets,
             counters,
             _ebpf: ebpf,
         })
     }
 
-    pub fn mode(&self) -> AttachMode {
+    fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+        ebpf.program_mut("xbridge_port")
+            .ok_or(XdpError::Missing {
+                what: "program xbridge_port",
+            })?
+            .try_into()
+            .map_err(|_| XdpError::Missing {
+                what: "an XDP program named xbridge_port",
+            })
+    }
+
+    /// Attaches the loaded program to `ifindex`, in driver mode when the
+    /// driver supports it, else generic.
+    pub fn attach(&mut self, ifindex: u32) -> Result<AttachMode, XdpError> {
+        let ifname = self.ifname.clone();
+        let program = Self::program(&mut self._ebpf)?;
+        let mode = match program.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(_) => AttachMode::Driver,
+            Err(_) => {
+                program
+                    .attach_to_if_index(ifindex, XdpMode::Skb)
+                    .map_err(|source| XdpError::Attach {
+                        ifname,
+                        source: Box::new(source),
+                    })?;
+                AttachMode::Generic
+            }
+        };
+        self.mode = Some(mode);
+        Ok(mode)
+    }
+
+    /// How it is attached, if it is.
+    pub fn mode(&self) -> Option<AttachMode> {
         self.mode
     }
 

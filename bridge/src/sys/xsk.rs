@@ -24,6 +24,9 @@ pub const RING_SIZE: u32 = 2048;
 /// Frames kept in each fill ring; below the ring size, as xdpilone wants.
 pub const FILL_TARGET: u32 = 1024;
 
+/// Frames the kernel sends per sendto() in copy mode (TX_BATCH_SIZE).
+const COPY_MODE_TX_BUDGET: usize = 32;
+
 const XDP_COPY: u16 = 1 << 1;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 
@@ -392,9 +395,8 @@ impl XskSet {
                 break;
             }
         }
-        // Copy mode transmits only from sendto(): one per batch and port.
-        if sent > 0 && tx.needs_wakeup() {
-            tx.wake();
+        if sent > 0 {
+            Self::drain(tx, sent);
         }
         for desc in &descs[sent..] {
             self.free.push(desc.chunk());
@@ -402,11 +404,25 @@ impl XskSet {
         sent
     }
 
-    /// Kicks `port`'s TX so frames queued earlier go out (after EAGAIN).
+    /// Copy mode transmits only from sendto(), at most `COPY_MODE_TX_BUDGET`
+    /// frames per call: kick until the ring is drained, a bounded number of
+    /// times (one syscall per 32 frames, never per frame).
+    fn drain(tx: &RingTx, queued: usize) {
+        let most = queued.div_ceil(COPY_MODE_TX_BUDGET) + 1;
+        for _ in 0..most {
+            if tx.pending() == 0 || !tx.needs_wakeup() {
+                break;
+            }
+            tx.wake();
+        }
+    }
+
+    /// Kicks `port`'s TX so frames still queued go out.
     pub fn kick(&mut self, port: usize) {
         let tx = &self.ports[port].tx;
-        if tx.pending() > 0 && tx.needs_wakeup() {
-            tx.wake();
+        let pending = tx.pending() as usize;
+        if pending > 0 {
+            Self::drain(tx, pending);
         }
     }
 }
