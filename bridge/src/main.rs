@@ -140,7 +140,7 @@ fn dispatch(command: Command, prefix: &str) -> Result<()> {
             file,
             backend,
             dry_run,
-        }) => topo_up(load(&file)?, &file, backend, dry_run),
+        }) => topo_up(load(&file)?, &file, prefix, backend, dry_run),
         Command::Topo(TopoCommand::Down { file, dry_run }) => {
             topo_down(load(&file)?, &file, dry_run)
         }
@@ -151,7 +151,13 @@ fn dispatch(command: Command, prefix: &str) -> Result<()> {
     }
 }
 
-fn topo_up(topology: Topology, file: &Path, backend: Backend, dry_run: bool) -> Result<()> {
+fn topo_up(
+    topology: Topology,
+    file: &Path,
+    prefix: &str,
+    backend: Backend,
+    dry_run: bool,
+) -> Result<()> {
     if dry_run {
         let caps = match backend {
             Backend::Kernel if nix_is_root() => topo::kernel_caps(),
@@ -182,9 +188,14 @@ fn topo_up(topology: Topology, file: &Path, backend: Backend, dry_run: bool) -> 
     let namespaces = topology.namespaces().join(", ");
     match backend {
         Backend::Xbridge => println!(
-            "{}: namespaces {namespaces} are up; start the bridge with `xbridge run {}`",
+            "{}: namespaces {namespaces} are up; start the bridge with `xbridge run {}{}`",
             file.display(),
-            file.display()
+            file.display(),
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" --prefix {prefix}")
+            }
         ),
         Backend::Kernel => println!(
             "{}: namespaces {namespaces} are up on the Linux bridge",

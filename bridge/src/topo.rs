@@ -559,6 +559,14 @@ pub fn down(topology: &Topology) -> Result<DownReport, TopoError> {
         let _ = std::fs::remove_file(marker(&namespace));
         report.removed.push(namespace);
     }
+    // State a killed `xbridge run` could not remove.
+    for bridge in &topology.bridges {
+        let name = &bridge.config.name;
+        if crate::runtime::running_pid(name).is_none() {
+            let _ = std::fs::remove_file(crate::runtime::pid_path(name));
+            let _ = std::fs::remove_file(crate::runtime::stats_path(name));
+        }
+    }
     Ok(report)
 }
 

@@ -62,11 +62,14 @@ fn expect_delivery(
 // spec: F1, F2 (the seed's part I experiment through xbridge)
 #[test]
 fn two_namespaces_ping_through_xbridge() {
-    if !privileged("two_namespaces_ping_through_xbridge") {
+    let Some(lab) = Lab::running(
+        "two_namespaces_ping_through_xbridge",
+        "topologies/two-namespaces.toml",
+        &["br0"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
-    lab.run(&["br0"], &[]);
+    };
     assert!(
         lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
         "{}",
@@ -79,6 +82,55 @@ fn two_namespaces_ping_through_xbridge() {
         "{stats:?}"
     );
     assert_eq!(stats.fdb_entries, 2);
+    // `xbridge stats` finds the one running bridge by itself only when it
+    // is alone; name it, as tests run side by side.
+    let out = common::xbridge(&["stats", "--bridge", &lab.bridge("br0"), "-j"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert!(json["ports"]["p1"]["rx_frames"].as_u64().unwrap() >= 5);
+}
+
+// The kernel backend refuses VLAN topologies where the kernel bridge has no
+// vlan_filtering, and builds them where it has.
+#[test]
+fn kernel_backend_says_when_it_cannot_build_vlans() {
+    if !privileged("kernel_backend_says_when_it_cannot_build_vlans") {
+        return;
+    }
+    let caps = xbridge::topo::kernel_caps();
+    let file = common::repo_file("topologies/separated-vlans.toml");
+    let prefix = format!("xk{:x}-", std::process::id() & 0xfff);
+    let out = common::xbridge(&[
+        "topo",
+        "up",
+        file.to_str().unwrap(),
+        "--backend",
+        "kernel",
+        "--prefix",
+        &prefix,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if caps.vlan_filtering {
+        assert!(out.status.success(), "{stderr}");
+        let down = common::xbridge(&["topo", "down", file.to_str().unwrap(), "--prefix", &prefix]);
+        assert!(down.status.success());
+    } else {
+        assert!(!out.status.success());
+        assert!(stderr.contains("no vlan_filtering"), "{stderr}");
+        let left = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&left.stdout).contains(&prefix),
+            "nothing half-applied"
+        );
+    }
 }
 
 // spec: F1, F2 (the same file on the Linux bridge: the kernel backend)
@@ -95,11 +147,14 @@ fn two_namespaces_ping_through_the_kernel_bridge() {
 // spec: F1, F2 (the host reaches an IP-less bridge through a veth pair)
 #[test]
 fn host_attached_reaches_both_guests() {
-    if !privileged("host_attached_reaches_both_guests") {
+    let Some(lab) = Lab::running(
+        "host_attached_reaches_both_guests",
+        "topologies/host-attached.toml",
+        &["brhost"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/host-attached.toml", "xbridge");
-    lab.run(&["brhost"], &[]);
+    };
     assert!(
         lab.ping_until("host", "192.168.50.11", Duration::from_secs(5)),
         "{}",
@@ -112,11 +167,14 @@ fn host_attached_reaches_both_guests() {
 // spec: F2 (two xbridge bridges joined by a veth pair)
 #[test]
 fn linked_bridges_forward_across_the_veth_between_them() {
-    if !privileged("linked_bridges_forward_across_the_veth_between_them") {
+    let Some(lab) = Lab::running(
+        "linked_bridges_forward_across_the_veth_between_them",
+        "topologies/linked-bridges.toml",
+        &["br1", "br2"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/linked-bridges.toml", "xbridge");
-    lab.run(&["br1", "br2"], &[]);
+    };
     assert!(
         lab.ping_until("left", "192.168.50.2", Duration::from_secs(5)),
         "{}",
@@ -130,11 +188,14 @@ fn linked_bridges_forward_across_the_veth_between_them() {
 // spec: E1 (broadcasts and ARP never cross a VLAN border)
 #[test]
 fn separated_vlans_ping_inside_and_never_across() {
-    if !privileged("separated_vlans_ping_inside_and_never_across") {
+    let Some(lab) = Lab::running(
+        "separated_vlans_ping_inside_and_never_across",
+        "topologies/separated-vlans.toml",
+        &["brsep"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/separated-vlans.toml", "xbridge");
-    lab.run(&["brsep"], &[]);
+    };
     assert!(
         lab.ping_until("red1", "192.168.50.2", Duration::from_secs(5)),
         "{}",
@@ -186,11 +247,14 @@ fn host_mac(host: &str) -> MacAddr {
 // spec: I2, I4, E1, E2, E3, X1 (the reference scenario, row by row, on the wire)
 #[test]
 fn vlan_rules_reference_scenario_on_real_frames() {
-    if !privileged("vlan_rules_reference_scenario_on_real_frames") {
+    let Some(lab) = Lab::running(
+        "vlan_rules_reference_scenario_on_real_frames",
+        "topologies/vlan-rules.toml",
+        &["brvlan"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/vlan-rules.toml", "xbridge");
-    lab.run(&["brvlan"], &[]);
+    };
     let hosts = ["a", "b", "c", "d", "e"];
     let sockets: BTreeMap<&str, PacketSocket> =
         hosts.iter().map(|h| (*h, lab.socket(h, "eth0"))).collect();
@@ -284,11 +348,14 @@ fn vlan_rules_reference_scenario_on_real_frames() {
 // spec: L1, F1 (a learned unicast reaches exactly one host)
 #[test]
 fn learning_sends_known_unicast_to_one_port_only() {
-    if !privileged("learning_sends_known_unicast_to_one_port_only") {
+    let Some(lab) = Lab::running(
+        "learning_sends_known_unicast_to_one_port_only",
+        "topologies/vlan-rules.toml",
+        &["brvlan"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/vlan-rules.toml", "xbridge");
-    lab.run(&["brvlan"], &[]);
+    };
     let sockets: BTreeMap<&str, PacketSocket> = ["a", "b", "c", "d", "e"]
         .iter()
         .map(|h| (*h, lab.socket(h, "eth0")))
@@ -341,11 +408,14 @@ fn learning_sends_known_unicast_to_one_port_only() {
 // spec: I3, E4 (sub-interface ports on a trunk veth, no 8021q needed)
 #[test]
 fn sub_interfaces_rewrite_tags() {
-    if !privileged("sub_interfaces_rewrite_tags") {
+    let Some(lab) = Lab::running(
+        "sub_interfaces_rewrite_tags",
+        "topologies/subinterfaces.toml",
+        &["brsub"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/subinterfaces.toml", "xbridge");
-    lab.run(&["brsub"], &[]);
+    };
     let sockets: BTreeMap<&str, PacketSocket> = ["trunk", "v10", "v20"]
         .iter()
         .map(|h| (*h, lab.socket(h, "eth0")))
@@ -414,11 +484,14 @@ fn sub_interfaces_rewrite_tags() {
 // spec: E5 (a tagged member sub-interface leaves double-tagged)
 #[test]
 fn sub_interface_with_a_tagged_vlan_double_tags() {
-    if !privileged("sub_interface_with_a_tagged_vlan_double_tags") {
+    let Some(lab) = Lab::running(
+        "sub_interface_with_a_tagged_vlan_double_tags",
+        "bridge/tests/topologies/e5.toml",
+        &["bre5"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("bridge/tests/topologies/e5.toml", "xbridge");
-    lab.run(&["bre5"], &[]);
+    };
     let sockets: BTreeMap<&str, PacketSocket> = ["tr", "far"]
         .iter()
         .map(|h| (*h, lab.socket(h, "eth0")))
@@ -449,11 +522,14 @@ fn sub_interface_with_a_tagged_vlan_double_tags() {
 // Clean exit: SIGTERM detaches every XDP program and exits 0.
 #[test]
 fn sigterm_detaches_everything_and_exits_zero() {
-    if !privileged("sigterm_detaches_everything_and_exits_zero") {
+    let Some(mut lab) = Lab::running(
+        "sigterm_detaches_everything_and_exits_zero",
+        "topologies/two-namespaces.toml",
+        &["br0"],
+        &[],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
-    lab.run(&["br0"], &[]);
+    };
     let bridge_ns = lab.ns("br0");
     assert_eq!(
         lab.xdp_attached(&bridge_ns).len(),
@@ -475,11 +551,14 @@ fn sigterm_detaches_everything_and_exits_zero() {
 // Multi-queue veths: queue i of every port goes to worker i.
 #[test]
 fn two_queues_run_two_workers() {
-    if !privileged("two_queues_run_two_workers") {
+    let Some(lab) = Lab::running(
+        "two_queues_run_two_workers",
+        "bridge/tests/topologies/two-queues.toml",
+        &["brq"],
+        &["--workers", "2"],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("bridge/tests/topologies/two-queues.toml", "xbridge");
-    lab.run(&["brq"], &["--workers", "2"]);
+    };
     assert!(
         lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
         "{}",
@@ -508,11 +587,14 @@ fn two_queues_run_two_workers() {
 // than the ports have queues runs fewer, says so, and still forwards.
 #[test]
 fn more_workers_than_queues_runs_fewer_and_still_forwards() {
-    if !privileged("more_workers_than_queues_runs_fewer_and_still_forwards") {
+    let Some(lab) = Lab::running(
+        "more_workers_than_queues_runs_fewer_and_still_forwards",
+        "topologies/two-namespaces.toml",
+        &["br0"],
+        &["--workers", "2"],
+    ) else {
         return;
-    }
-    let mut lab = Lab::up("topologies/two-namespaces.toml", "xbridge");
-    lab.run(&["br0"], &["--workers", "2"]);
+    };
     assert!(
         lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
         "{}",

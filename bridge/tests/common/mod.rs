@@ -122,6 +122,17 @@ impl Lab {
         format!("{}{bridge}", self.prefix)
     }
 
+    /// For `test`: `file` up on xbridge with `xbridge run FILE EXTRA` running
+    /// until `bridges` are up; `None` (after saying why) without privileges.
+    pub fn running(test: &str, file: &str, bridges: &[&str], extra: &[&str]) -> Option<Lab> {
+        if !privileged(test) {
+            return None;
+        }
+        let mut lab = Lab::up(file, "xbridge");
+        lab.run(bridges, extra);
+        Some(lab)
+    }
+
     /// Starts `xbridge run FILE` and waits until each of `bridges` is up.
     pub fn run(&mut self, bridges: &[&str], extra: &[&str]) {
         let log = std::fs::File::create(&self.log).expect("log file");
