@@ -4,14 +4,23 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const SOURCE: &str = "c/xbridge.bpf.c";
+/// (source, object) pairs: the port program and the benchmark's programs.
+const PROGRAMS: [(&str, &str); 2] = [
+    ("c/xbridge.bpf.c", "xbridge.bpf.o"),
+    ("c/xbridge_bench.bpf.c", "xbridge_bench.bpf.o"),
+];
 
 fn main() {
-    println!("cargo:rerun-if-changed={SOURCE}");
     println!("cargo:rerun-if-env-changed=CLANG");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let object = out.join("xbridge.bpf.o");
     let clang = find_clang();
+    for (source, object) in PROGRAMS {
+        println!("cargo:rerun-if-changed={source}");
+        compile(&clang, source, &out.join(object));
+    }
+}
+
+fn compile(clang: &str, source: &str, object: &std::path::Path) {
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     // <asm/types.h> lives under the multiarch directory on Debian.
     let multiarch = match target_arch.as_str() {
@@ -19,17 +28,17 @@ fn main() {
         "aarch64" => "aarch64-linux-gnu",
         other => panic!("xbridge-ebpf: unsupported target architecture {other}"),
     };
-    let status = Command::new(&clang)
+    let status = Command::new(clang)
         .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
         .arg(format!("-I/usr/include/{multiarch}"))
         .arg("-c")
-        .arg(SOURCE)
+        .arg(source)
         .arg("-o")
-        .arg(&object)
+        .arg(object)
         .status();
     match status {
         Ok(status) if status.success() => {}
-        Ok(status) => panic!("xbridge-ebpf: {clang} failed to compile {SOURCE} ({status})"),
+        Ok(status) => panic!("xbridge-ebpf: {clang} failed to compile {source} ({status})"),
         Err(err) => panic!(
             "xbridge-ebpf: cannot run `{clang}` to build the XDP program: {err}. \
              Install clang (Debian: `apt-get install clang-14 libbpf-dev`, or run ./setup) \

@@ -336,6 +336,8 @@ pub enum ConfigError {
     },
     #[error("static FDB entry {mac} is given twice for the same VLAN")]
     DuplicateFdb { mac: MacAddr },
+    #[error("static FDB entry {mac} needs a `vlan` on a bridge with vlan_filtering")]
+    FdbNeedsVlan { mac: MacAddr },
 }
 
 impl BridgeConfig {
@@ -369,6 +371,9 @@ impl BridgeConfig {
                 return Err(ConfigError::DuplicateFdb { mac: entry.mac });
             }
             let port = &self.ports[entry.port.index()];
+            if self.vlan_filtering && entry.vid.is_none() {
+                return Err(ConfigError::FdbNeedsVlan { mac: entry.mac });
+            }
             if let (true, Some(vid)) = (self.vlan_filtering, entry.vid) {
                 if !port.vlans.contains(vid.get()) {
                     return Err(ConfigError::FdbVlanNotOnPort {

@@ -24,6 +24,8 @@ pub const BATCH: usize = 64;
 /// Idle rounds a worker spins before it sleeps in poll(2).
 const SPIN_ROUNDS: u32 = 2000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often a worker copies the kernel's socket counters.
+const STATISTICS_EVERY_MS: u64 = 100;
 
 /// What stopped the dataplane from starting.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +175,10 @@ impl Dataplane {
                 core: (!options.cores.is_empty())
                     .then(|| options.cores[index % options.cores.len()]),
             };
-            let worker_counters = Arc::new(WorkerCounters::new(pipeline.config().ports.len()));
+            let worker_counters = Arc::new(WorkerCounters::new(
+                pipeline.config().ports.len(),
+                attached.len(),
+            ));
             counters.push(worker_counters.clone());
             let context = WorkerContext {
                 pipeline: pipeline.clone(),
@@ -287,6 +292,28 @@ impl Dataplane {
                 for counter in XdpCounter::ALL {
                     port.xdp
                         .insert(counter.name().to_string(), values[counter as usize]);
+                }
+                let interface = self
+                    .attached
+                    .iter()
+                    .position(|a| a.name == attached.name)
+                    .unwrap_or(0);
+                let sum = |get: fn(&crate::stats::SocketCounters) -> u64| -> u64 {
+                    self.counters
+                        .iter()
+                        .map(|w| get(&w.sockets[interface]))
+                        .sum()
+                };
+                for (name, value) in [
+                    ("xsk_rx_dropped", sum(|s| s.rx_dropped.get())),
+                    ("xsk_rx_ring_full", sum(|s| s.rx_ring_full.get())),
+                    (
+                        "xsk_rx_fill_ring_empty",
+                        sum(|s| s.rx_fill_ring_empty.get()),
+                    ),
+                    ("xsk_tx_invalid_descs", sum(|s| s.tx_invalid_descs.get())),
+                ] {
+                    port.xsk.insert(name.to_string(), value);
                 }
             }
         }
@@ -443,6 +470,7 @@ impl Worker {
     fn run(mut self) {
         let mut batch = [Desc::default(); BATCH];
         let mut idle_rounds = 0u32;
+        let mut next_statistics = 0u64;
         let mut poll_set: Vec<libc::pollfd> = self.xsk.fds().map(sys::poll_entry).collect();
         let sockets = self.socket_interface.len();
         while !self.context.stop.load(Ordering::Relaxed) {
@@ -458,6 +486,10 @@ impl Worker {
                 }
             }
             self.flush();
+            if now.0 >= next_statistics {
+                self.publish_socket_statistics();
+                next_statistics = now.0 + STATISTICS_EVERY_MS;
+            }
             if received > 0 {
                 self.context.counters.batches.add(1);
                 idle_rounds = 0;
@@ -472,6 +504,25 @@ impl Worker {
             }
         }
         // Frames still pending are simply dropped with the UMEM.
+    }
+
+    /// Copies the kernel's socket counters into ours (one getsockopt per
+    /// socket every STATISTICS_EVERY_MS, never per frame).
+    fn publish_socket_statistics(&self) {
+        let sockets = &self.context.counters.sockets;
+        let mut totals = vec![crate::sys::xsk::SocketStats::default(); sockets.len()];
+        for (socket, interface) in self.socket_interface.iter().enumerate() {
+            if let Some(stats) = self.xsk.statistics(socket) {
+                let total = &mut totals[*interface];
+                total.rx_dropped += stats.rx_dropped;
+                total.rx_ring_full += stats.rx_ring_full;
+                total.rx_fill_ring_empty += stats.rx_fill_ring_empty;
+                total.tx_invalid_descs += stats.tx_invalid_descs;
+            }
+        }
+        for (counters, total) in sockets.iter().zip(totals) {
+            counters.set(total);
+        }
     }
 
     fn flush(&mut self) {

@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
+pub mod bench;
 pub mod config;
 pub mod dataplane;
 pub mod fdb;

@@ -51,6 +51,27 @@ enum Command {
     Stats(StatsArgs),
     /// Bring up two namespaces behind xbridge, ping across, show the counters, tear down.
     Demo,
+    /// Measure xbridge against the Linux kernel bridge on the same topology.
+    ///
+    /// Follows shared/spec/bench-method.md: a generator -> bridge -> sink
+    /// topology built fresh for each backend and pair, run A B A B..., with
+    /// a live-frames XDP generator and an XDP sink that checks sequence
+    /// numbers and latency. Reports offered/delivered Mpps and Gbps, loss,
+    /// RFC 2544 zero-loss throughput, latency p50/p99/p99.9, CPU per core and
+    /// CPU-ns per delivered packet, and the xbridge/kernel ratios pair by
+    /// pair. The default run takes under two minutes on two cores.
+    #[command(verbatim_doc_comment)]
+    Bench(BenchArgs),
+    /// Send valid UDP/IPv4 test frames at a rate, with xbridge's live-frames XDP generator.
+    ///
+    /// Frames carry a sequence number and a send timestamp in their payload
+    /// (see bench/README.md), cycle the UDP source port over --flows, and
+    /// leave through --dev by XDP redirect (BPF_PROG_RUN live frames, kernel
+    /// >= 5.18). The receiving end of a veth needs an XDP program or GRO on,
+    /// or the kernel drops redirected frames.
+    ///   xbridge pktgen --netns gen --dev eth0 --dst-mac 02:00:00:00:be:02 --size 64 --rate 100000 --duration 5
+    #[command(verbatim_doc_comment)]
+    Pktgen(PktgenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +118,90 @@ struct RunArgs {
     /// Cores to pin workers to, e.g. 0,1 (default: worker i on core i).
     #[arg(long, value_delimiter = ',')]
     cores: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Topology to measure (hosts "gen" and "sink" with a fixed-MAC eth0, one bridge); default: topologies/bench.toml.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Frame sizes on the wire, FCS included.
+    #[arg(long, value_delimiter = ',', default_value = "64,512,1518")]
+    sizes: Vec<usize>,
+    /// A B pairs to run (medians and ranges are over these).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pairs: u16,
+    /// Seconds per saturation trial.
+    #[arg(long, default_value_t = 2.0)]
+    trial_secs: f64,
+    /// The long run: RFC 2544 for every size with 5 s trials, the VLAN case for every size.
+    #[arg(long)]
+    full: bool,
+    /// Flows (UDP source ports) the generator cycles through.
+    #[arg(long, default_value_t = 16)]
+    flows: u32,
+    /// The generator: xdp (live frames, kernel >= 5.18) or pktgen (kernel pktgen).
+    #[arg(long, value_enum, default_value_t = xbridge::bench::GeneratorKind::Xdp)]
+    generator: xbridge::bench::GeneratorKind,
+    /// Cores for generator threads (one thread each); default: the last core.
+    #[arg(long, value_delimiter = ',')]
+    generator_cores: Option<Vec<usize>>,
+    /// Cores for xbridge workers (one worker each); default: core 0.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    worker_cores: Vec<usize>,
+    /// Skip the VLAN case.
+    #[arg(long)]
+    no_vlan: bool,
+    /// Offer this many frames/s in the measured trials instead of saturating.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip the RFC 2544 search.
+    #[arg(long)]
+    no_rfc2544: bool,
+    /// Write the report as JSON (schema xbridge-bench/1, see bench/README.md).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of delivered Mpps per size and backend.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PktgenArgs {
+    /// Network namespace to send from (default: the current one).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Interface the frames leave through.
+    #[arg(long)]
+    dev: String,
+    /// Destination MAC.
+    #[arg(long)]
+    dst_mac: xbridge::wire::MacAddr,
+    /// Source MAC (default: the interface's own).
+    #[arg(long)]
+    src_mac: Option<xbridge::wire::MacAddr>,
+    #[arg(long, default_value = "192.168.50.1")]
+    src_ip: std::net::Ipv4Addr,
+    #[arg(long, default_value = "192.168.50.2")]
+    dst_ip: std::net::Ipv4Addr,
+    /// Frame size on the wire, FCS included (64..=1518).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(64..=1518))]
+    size: u16,
+    /// Frames per second over all threads (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Flows: UDP source ports cycled through.
+    #[arg(long, default_value_t = 1)]
+    flows: u32,
+    /// Cores for generator threads, one thread each (default: the last core).
+    #[arg(long, value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// JSON output.
+    #[arg(short, long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +253,8 @@ fn dispatch(command: Command, prefix: &str) -> Result<()> {
         Command::Run(args) => run(load(&args.file)?, args),
         Command::Stats(args) => stats(args),
         Command::Demo => demo(),
+        Command::Bench(args) => bench(args),
+        Command::Pktgen(args) => pktgen(args),
     }
 }
 
@@ -427,5 +534,136 @@ fn demo() -> Result<()> {
     println!("== topology removed");
     result?;
     down?;
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    if let Some(bad) = args.sizes.iter().find(|s| !(64..=1518).contains(*s)) {
+        bail!("frame size {bad} is outside 64..=1518");
+    }
+    if !(args.trial_secs > 0.0 && args.trial_secs <= 600.0) {
+        bail!("--trial-secs must be in (0, 600]");
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = xbridge::bench::BenchOptions {
+        topology: args.topology,
+        sizes: args.sizes,
+        pairs: usize::from(args.pairs),
+        trial: std::time::Duration::from_secs_f64(args.trial_secs),
+        full: args.full,
+        flows: args.flows.max(1),
+        generator: args.generator,
+        generator_cores: args.generator_cores.unwrap_or_else(|| vec![cpus - 1]),
+        worker_cores: args.worker_cores,
+        vlan_case: !args.no_vlan,
+        rate: args.rate,
+        rfc2544: !args.no_rfc2544,
+    };
+    if let Some(rate) = args.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            bail!("--rate must be a positive number of frames per second");
+        }
+    }
+    let stop = runtime::stop_on_signals().context("installing signal handlers")?;
+    let report = xbridge::bench::run(&options, &stop)?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("xbridge: report written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, xbridge_bench::plot::svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("xbridge: plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn pktgen(args: PktgenArgs) -> Result<()> {
+    if !(args.duration > 0.0 && args.duration <= 86_400.0) {
+        bail!("--duration must be in (0, 86400] seconds");
+    }
+    if let Some(rate) = args.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            bail!("--rate must be a positive number of frames per second");
+        }
+    }
+    let namespace = match args.netns {
+        Some(ns) => {
+            if !xbridge::sys::netns::exists(&ns) {
+                bail!("network namespace {ns} does not exist");
+            }
+            ns
+        }
+        None => String::new(),
+    };
+    let src_mac = match args.src_mac {
+        Some(mac) => mac,
+        None => {
+            let mut command = std::process::Command::new("ip");
+            if !namespace.is_empty() {
+                command.args(["-n", &namespace]);
+            }
+            let out = command
+                .args(["-br", "link", "show", "dev", &args.dev])
+                .output()
+                .context("running ip")?;
+            if !out.status.success() {
+                bail!(
+                    "interface {} not found{}",
+                    args.dev,
+                    if namespace.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {namespace}")
+                    }
+                );
+            }
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(2)
+                .and_then(|mac| mac.parse().ok())
+                .with_context(|| format!("reading the MAC of {}", args.dev))?
+        }
+    };
+    let frame = xbridge::wire::UdpFrameSpec {
+        dst_mac: args.dst_mac,
+        src_mac,
+        src_ip: args.src_ip,
+        dst_ip: args.dst_ip,
+        src_port: 40000,
+        dst_port: 9,
+        wire_size: usize::from(args.size),
+    }
+    .build();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let job = xbridge::bench::GeneratorJob {
+        namespace,
+        interface: args.dev.clone(),
+        frame,
+        rate: args.rate,
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        cores: args.cores.unwrap_or_else(|| vec![cpus - 1]),
+        flows: args.flows.max(1),
+    };
+    let stop = runtime::stop_on_signals().context("installing signal handlers")?;
+    let (sent, seconds) = match xbridge::bench::generate(&job, &stop) {
+        Err(xbridge::bench::BenchError::Interrupted) => bail!("interrupted"),
+        other => other?,
+    };
+    let mpps = sent as f64 / seconds / 1e6;
+    let gbps = sent as f64 * f64::from(args.size) * 8.0 / seconds / 1e9;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"sent": sent, "seconds": seconds, "mpps": mpps, "gbps": gbps, "frame_size": args.size})
+        );
+    } else {
+        println!(
+            "sent {sent} frames of {} B in {seconds:.2} s: {mpps:.3} Mpps, {gbps:.3} Gbps",
+            args.size
+        );
+    }
     Ok(())
 }

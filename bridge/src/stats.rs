@@ -39,10 +39,35 @@ pub struct PortCounters {
     pub egress_filtered: Counter,
 }
 
+/// The kernel's AF_XDP socket counters of one interface in one worker
+/// (absolute values, refreshed every ~100 ms by the worker).
+#[derive(Debug, Default)]
+pub struct SocketCounters {
+    pub rx_dropped: Counter,
+    pub rx_ring_full: Counter,
+    pub rx_fill_ring_empty: Counter,
+    pub tx_invalid_descs: Counter,
+}
+
+impl SocketCounters {
+    pub fn set(&self, stats: crate::sys::xsk::SocketStats) {
+        for (counter, value) in [
+            (&self.rx_dropped, stats.rx_dropped),
+            (&self.rx_ring_full, stats.rx_ring_full),
+            (&self.rx_fill_ring_empty, stats.rx_fill_ring_empty),
+            (&self.tx_invalid_descs, stats.tx_invalid_descs),
+        ] {
+            counter.0.store(value, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Everything one worker counts. Written only by that worker.
 #[derive(Debug)]
 pub struct WorkerCounters {
     pub ports: Box<[PortCounters]>,
+    /// Per interface (pipeline order), summed over the worker's sockets there.
+    pub sockets: Box<[SocketCounters]>,
     /// Frames no port owned (spec: sub-interface ports, `no_port`).
     pub no_port: Counter,
     /// A copy or an edit needed a free frame or headroom and had none.
@@ -53,11 +78,12 @@ pub struct WorkerCounters {
 }
 
 impl WorkerCounters {
-    pub fn new(ports: usize) -> WorkerCounters {
+    pub fn new(ports: usize, interfaces: usize) -> WorkerCounters {
         WorkerCounters {
             ports: (0..ports.min(MAX_PORTS))
                 .map(|_| PortCounters::default())
                 .collect(),
+            sockets: (0..interfaces).map(|_| SocketCounters::default()).collect(),
             no_port: Counter::default(),
             no_buffer: Counter::default(),
             tx_ring_full: Counter::default(),
@@ -79,6 +105,9 @@ pub struct PortStats {
     /// The XDP program's counters for the port's interface.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub xdp: BTreeMap<String, u64>,
+    /// The kernel's AF_XDP socket counters for the port's interface.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xsk: BTreeMap<String, u64>,
 }
 
 /// A bridge's totals over all workers.

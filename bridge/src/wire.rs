@@ -521,3 +521,74 @@ mod tests {
         );
     }
 }
+
+/// Bytes of an IPv4 header without options.
+pub const IPV4_HEADER_LEN: usize = 20;
+/// Bytes of a UDP header.
+pub const UDP_HEADER_LEN: usize = 8;
+/// Where the UDP payload starts in an untagged IPv4/UDP frame.
+pub const UDP_PAYLOAD_OFFSET: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+/// Bytes an Ethernet frame has on the wire beyond what software sees (FCS).
+pub const FCS_LEN: usize = 4;
+
+/// The Internet checksum (RFC 1071) of `bytes`.
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in bytes.chunks(2) {
+        let word = match pair {
+            [high, low] => u16::from_be_bytes([*high, *low]),
+            [high] => u16::from_be_bytes([*high, 0]),
+            _ => unreachable!("chunks(2)"),
+        };
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Parameters of a benchmark frame: Ethernet/IPv4/UDP.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpFrameSpec {
+    pub dst_mac: MacAddr,
+    pub src_mac: MacAddr,
+    pub src_ip: std::net::Ipv4Addr,
+    pub dst_ip: std::net::Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Size on the wire including the FCS (64..=1518 for Ethernet).
+    pub wire_size: usize,
+}
+
+impl UdpFrameSpec {
+    /// The frame without FCS: a valid IPv4 header (checksum filled in), UDP
+    /// checksum 0 (none, legal over IPv4), zeroed payload.
+    pub fn build(&self) -> Vec<u8> {
+        let len = self
+            .wire_size
+            .saturating_sub(FCS_LEN)
+            .max(UDP_PAYLOAD_OFFSET);
+        let mut frame = vec![0u8; len];
+        frame[0..6].copy_from_slice(&self.dst_mac.0);
+        frame[6..12].copy_from_slice(&self.src_mac.0);
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip_len = (len - ETH_HEADER_LEN) as u16;
+        let ip = &mut frame[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
+        ip[0] = 0x45; // version 4, 5 words
+        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        ip[6] = 0x40; // don't fragment
+        ip[8] = 64; // TTL
+        ip[9] = 17; // UDP
+        ip[12..16].copy_from_slice(&self.src_ip.octets());
+        ip[16..20].copy_from_slice(&self.dst_ip.octets());
+        let checksum = internet_checksum(ip);
+        ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+        let udp_start = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+        let udp = &mut frame[udp_start..udp_start + UDP_HEADER_LEN];
+        udp[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        udp[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        udp[4..6].copy_from_slice(&(ip_len - IPV4_HEADER_LEN as u16).to_be_bytes());
+        frame
+    }
+}

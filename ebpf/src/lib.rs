@@ -1,6 +1,8 @@
 //! The XDP port program (C, in `c/`, compiled by `build.rs`) and the glue that
 //! loads it on an interface, registers AF_XDP sockets and reads its counters.
 
+pub mod bench;
+
 use std::os::fd::AsRawFd;
 
 use aya::maps::{MapData, PerCpuArray, XskMap};

@@ -3,6 +3,7 @@
 //! block of the project lives below this module, each with its `SAFETY:`.
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod netns;
 pub mod packet;
 pub mod xsk;

@@ -48,6 +48,18 @@ impl Desc {
     }
 }
 
+/// The kernel's counters for one AF_XDP socket (XDP_STATISTICS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Dropped for other reasons (e.g. frame larger than a chunk).
+    pub rx_dropped: u64,
+    /// The RX ring was full: the worker did not keep up.
+    pub rx_ring_full: u64,
+    /// No frame in the fill ring to receive into.
+    pub rx_fill_ring_empty: u64,
+    pub tx_invalid_descs: u64,
+}
+
 /// What failed while opening the sockets.
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
@@ -232,6 +244,17 @@ impl XskSet {
             set.refill(port);
         }
         Ok(set)
+    }
+
+    /// The kernel's counters of socket `port` (a getsockopt: call it rarely).
+    pub fn statistics(&self, port: usize) -> Option<SocketStats> {
+        let stats = self.ports[port]._user.statistics_v2().ok()?;
+        Some(SocketStats {
+            rx_dropped: stats.rx_dropped,
+            rx_ring_full: stats.rx_ring_full,
+            rx_fill_ring_empty: stats.rx_fill_ring_empty_descs,
+            tx_invalid_descs: stats.tx_invalid_descs,
+        })
     }
 
     /// The socket of interface `port`, for the XDP program's XSKMAP.
