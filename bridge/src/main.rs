@@ -67,7 +67,7 @@ enum Command {
     /// Frames carry a sequence number and a send timestamp in their payload
     /// (see bench/README.md), cycle the UDP source port over --flows, and
     /// leave through --dev by XDP redirect (BPF_PROG_RUN live frames, kernel
-    /// >= 5.18). The receiving end of a veth needs an XDP program or GRO on,
+    /// 5.18 or later). The receiving end of a veth needs an XDP program or GRO on,
     /// or the kernel drops redirected frames.
     ///   xbridge pktgen --netns gen --dev eth0 --dst-mac 02:00:00:00:be:02 --size 64 --rate 100000 --duration 5
     #[command(verbatim_doc_comment)]
@@ -140,7 +140,7 @@ struct BenchArgs {
     /// Flows (UDP source ports) the generator cycles through.
     #[arg(long, default_value_t = 16)]
     flows: u32,
-    /// The generator: xdp (live frames, kernel >= 5.18) or pktgen (kernel pktgen).
+    /// The generator: xdp (live frames, kernel 5.18 or later) or pktgen (kernel pktgen).
     #[arg(long, value_enum, default_value_t = xbridge::bench::GeneratorKind::Xdp)]
     generator: xbridge::bench::GeneratorKind,
     /// Cores for generator threads (one thread each); default: the last core.

@@ -640,3 +640,88 @@ fn a_missing_interface_fails_cleanly_with_nothing_attached() {
         "p1 must not keep the program"
     );
 }
+
+// `xbridge bench`, short: both backends measured, JSON sane, sequence
+// checks clean at a low rate.
+#[test]
+fn a_short_bench_measures_both_backends() {
+    if !privileged("a_short_bench_measures_both_backends") {
+        return;
+    }
+    let json = std::env::temp_dir().join(format!("xbridge-bench-test-{}.json", std::process::id()));
+    let plot = json.with_extension("svg");
+    let out = common::xbridge(&[
+        "bench",
+        "--sizes",
+        "64",
+        "--pairs",
+        "1",
+        "--trial-secs",
+        "1",
+        "--rate",
+        "20000",
+        "--no-rfc2544",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["schema"], "xbridge-bench/1");
+    let results = report["results"].as_array().unwrap();
+    for backend in ["xbridge", "kernel"] {
+        let result = results
+            .iter()
+            .find(|r| r["backend"] == backend && r["case"] == "untagged" && r["frame_size"] == 64)
+            .unwrap_or_else(|| panic!("{backend} missing: {report}"));
+        for trial in result["trials"].as_array().unwrap() {
+            let (sent, received) = (
+                trial["sent"].as_u64().unwrap(),
+                trial["received"].as_u64().unwrap(),
+            );
+            assert!(sent > 5_000, "{backend}: the generator ran ({sent})");
+            assert!(received <= sent, "{backend}: delivered <= offered");
+            assert_eq!(received, sent, "{backend}: no loss at 20 kpps");
+            assert_eq!(trial["reordered"], 0, "{backend}");
+            assert_eq!(trial["duplicates"], 0, "{backend}");
+            assert!(trial["latency"]["p50_ns"].as_u64().unwrap() > 0);
+        }
+        assert!(result["delivered_mpps"]["median"].as_f64().unwrap() > 0.0);
+    }
+    let ratio = &report["ratios"]["64"];
+    assert!(
+        ratio["delivered_mpps"]["median"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(ratio["cpu_ns_per_packet"]["median"].as_f64().unwrap() > 0.0);
+    // The VLAN case: xbridge always; the kernel only with vlan_filtering.
+    let vlan_kernel = results
+        .iter()
+        .any(|r| r["case"] == "vlan" && r["backend"] == "kernel");
+    let skipped = report["not_measured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["backend"] == "kernel");
+    assert!(results
+        .iter()
+        .any(|r| r["case"] == "vlan" && r["backend"] == "xbridge"));
+    assert!(vlan_kernel != skipped, "either measured or said why not");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    let _ = std::fs::remove_file(&plot);
+    assert!(svg.starts_with("<svg") && svg.contains("xbridge") && svg.contains("kernel"));
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains("xbench-"),
+        "bench left namespaces"
+    );
+}
