@@ -81,6 +81,8 @@ pub enum BenchError {
     Topology { path: String, reason: String },
     #[error("interrupted; everything the benchmark made was removed")]
     Interrupted,
+    #[error("another xbridge bench is running (pid {0}); they would share namespaces and cores")]
+    Busy(u32),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -100,6 +102,31 @@ pub enum BenchError {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
     let what = what.into();
     move |source| BenchError::Io { what, source }
+}
+
+/// Only one benchmark at a time: `/run/xbridge/bench.pid` names the live one.
+struct BenchLock(PathBuf);
+
+impl BenchLock {
+    fn take() -> Result<BenchLock, BenchError> {
+        let path = Path::new(crate::runtime::RUN_DIR).join("bench.pid");
+        std::fs::create_dir_all(crate::runtime::RUN_DIR).map_err(io(crate::runtime::RUN_DIR))?;
+        let holder = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists());
+        if let Some(pid) = holder {
+            return Err(BenchError::Busy(pid));
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id())).map_err(io(path.display().to_string()))?;
+        Ok(BenchLock(path))
+    }
+}
+
+impl Drop for BenchLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Per-core jiffies from /proc/stat: (busy, total).
@@ -539,6 +566,7 @@ pub fn run(options: &BenchOptions, stop: &AtomicBool) -> Result<Report, BenchErr
             BenchError::NoPktgen
         });
     }
+    let _lock = BenchLock::take()?;
     let untagged = match &options.topology {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(io(path.display().to_string()))?;

@@ -481,7 +481,10 @@ impl Worker {
                 self.xsk.refill(socket);
                 let count = self.xsk.receive(socket, &mut batch);
                 received += count;
-                for desc in &batch[..count] {
+                for (index, desc) in batch[..count].iter().enumerate() {
+                    if let Some(next) = batch[..count].get(index + 1) {
+                        self.xsk.prefetch(*next);
+                    }
                     self.forward(self.socket_interface[socket], *desc, now);
                 }
             }

@@ -334,6 +334,22 @@ impl XskSet {
         &mut self.area.bytes_mut()[chunk..chunk + FRAME_SIZE as usize]
     }
 
+    /// Asks the CPU to start loading the frame's first cache line: the
+    /// kernel wrote it on another core, so the first read would stall.
+    pub fn prefetch(&self, desc: Desc) {
+        let offset = desc.addr as usize;
+        if offset >= self.area.len {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint; the address lies inside our
+        // live mapping (checked above) and is never dereferenced here.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.area.base.as_ptr().add(offset).cast::<i8>());
+        }
+    }
+
     /// The frame's bytes only.
     pub fn frame(&mut self, desc: Desc) -> &[u8] {
         let start = desc.headroom();
