@@ -75,8 +75,6 @@ pub struct BenchOptions {
 pub enum BenchError {
     #[error("kernel pktgen is not available here (/proc/net/pktgen is missing: the kernel needs CONFIG_NET_PKTGEN and the pktgen module); use --generator xdp")]
     NoPktgen,
-    #[error("the kernel pktgen generator is not supported by this build of xbridge yet; use --generator xdp")]
-    PktgenUnsupported,
     #[error("topology {path}: {reason}")]
     Topology { path: String, reason: String },
     #[error("interrupted; everything the benchmark made was removed")]
@@ -114,11 +112,14 @@ impl BenchLock {
         let holder = std::fs::read_to_string(&path)
             .ok()
             .and_then(|text| text.trim().parse::<u32>().ok())
-            .filter(|pid| *pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists());
+            .filter(|pid| {
+                *pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists()
+            });
         if let Some(pid) = holder {
             return Err(BenchError::Busy(pid));
         }
-        std::fs::write(&path, format!("{}\n", std::process::id())).map_err(io(path.display().to_string()))?;
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(io(path.display().to_string()))?;
         Ok(BenchLock(path))
     }
 }
@@ -245,7 +246,7 @@ impl Roles {
         })
     }
 
-    fn frame(&self, wire_size: usize) -> Vec<u8> {
+    fn spec(&self, wire_size: usize) -> UdpFrameSpec {
         UdpFrameSpec {
             dst_mac: self.sink_mac,
             src_mac: self.generator_mac,
@@ -255,7 +256,6 @@ impl Roles {
             dst_port: 9,
             wire_size,
         }
-        .build()
     }
 }
 
@@ -383,7 +383,8 @@ impl ProgressBar {
 pub struct GeneratorJob {
     pub namespace: String,
     pub interface: String,
-    pub frame: Vec<u8>,
+    pub spec: UdpFrameSpec,
+    pub kind: GeneratorKind,
     /// Frames per second over all threads; `None`: as fast as it goes.
     pub rate: Option<f64>,
     pub duration: Duration,
@@ -392,10 +393,115 @@ pub struct GeneratorJob {
     pub flows: u32,
 }
 
-/// Runs the live-frames generator: one pinned thread per core in the job's
-/// namespace, until the duration passes or `stop_all` is set. Returns
-/// (frames sent, seconds).
+/// Runs the job's generator until the duration passes or `stop_all` is set.
+/// Returns (frames sent, seconds).
 pub fn generate(job: &GeneratorJob, stop_all: &AtomicBool) -> Result<(u64, f64), BenchError> {
+    match job.kind {
+        GeneratorKind::Xdp => generate_live_frames(job, stop_all),
+        GeneratorKind::Pktgen => generate_pktgen(job, stop_all),
+    }
+}
+
+/// The writes that set kernel pktgen up for `job` on thread `core` with
+/// `count` frames (0: until stopped): (file under /proc/net/pktgen, line).
+pub fn pktgen_script(job: &GeneratorJob, core: usize, count: u64) -> Vec<(String, String)> {
+    let spec = &job.spec;
+    let device = job.interface.as_str();
+    let thread = format!("kpktgend_{core}");
+    let mut script = vec![
+        (thread.clone(), "rem_device_all".to_string()),
+        (thread, format!("add_device {device}")),
+    ];
+    let mut set = |line: String| script.push((device.to_string(), line));
+    set(format!("count {count}"));
+    // A veth peer with XDP cannot take shared (cloned) skbs.
+    set("clone_skb 0".into());
+    set(format!("pkt_size {}", spec.wire_size - FCS_LEN));
+    set(format!("dst_mac {}", spec.dst_mac));
+    set(format!("src_mac {}", spec.src_mac));
+    set(format!("dst {}", spec.dst_ip));
+    set(format!("src_min {}", spec.src_ip));
+    set(format!("src_max {}", spec.src_ip));
+    set(format!("udp_dst_min {}", spec.dst_port));
+    set(format!("udp_dst_max {}", spec.dst_port));
+    set(format!("udp_src_min {}", spec.src_port));
+    set(format!(
+        "udp_src_max {}",
+        spec.src_port
+            .saturating_add((job.flows.max(1) - 1).min(u32::from(u16::MAX)) as u16)
+    ));
+    match job.rate {
+        Some(rate) => set(format!("delay {}", (1e9 / rate) as u64)),
+        None => set("delay 0".into()),
+    }
+    script
+}
+
+/// Drives kernel pktgen from a thread in the job's namespace (pktgen is per
+/// network namespace, under /proc/thread-self/net/pktgen). One pktgen
+/// thread: its frames carry one sequence stream.
+fn generate_pktgen(job: &GeneratorJob, stop_all: &AtomicBool) -> Result<(u64, f64), BenchError> {
+    if !Path::new("/proc/net/pktgen").exists() {
+        return Err(BenchError::NoPktgen);
+    }
+    let core = job.cores.first().copied().unwrap_or(0);
+    let write = |file: &str, line: &str| -> Result<(), BenchError> {
+        let path = Path::new("/proc/thread-self/net/pktgen").join(file);
+        std::fs::write(&path, format!("{line}\n"))
+            .map_err(io(format!("pktgen: `{line}` > {}", path.display())))
+    };
+    let namespace = job.namespace.clone();
+    let script = pktgen_script(job, core, 0);
+    let interface = job.interface.clone();
+    std::thread::scope(|scope| {
+        // pktgen's control files, from a thread inside the namespace.
+        let control = scope.spawn(|| -> Result<(u64, f64), BenchError> {
+            if !namespace.is_empty() {
+                netns::enter(&namespace).map_err(io(format!("entering {namespace}")))?;
+            }
+            for (file, line) in &script {
+                write(file, line)?;
+            }
+            let started = Instant::now();
+            let starter = std::thread::spawn({
+                let namespace = namespace.clone();
+                move || {
+                    if !namespace.is_empty() {
+                        let _ = netns::enter(&namespace);
+                    }
+                    // Blocks until "stop".
+                    let _ = std::fs::write("/proc/thread-self/net/pktgen/pgctrl", "start\n");
+                }
+            });
+            let deadline = started + job.duration;
+            while Instant::now() < deadline && !stop_all.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            write("pgctrl", "stop")?;
+            let _ = starter.join();
+            let seconds = started.elapsed().as_secs_f64();
+            let status =
+                std::fs::read_to_string(Path::new("/proc/thread-self/net/pktgen").join(&interface))
+                    .map_err(io("reading pktgen's result"))?;
+            let sent = status
+                .split_whitespace()
+                .skip_while(|word| *word != "pkts-sofar:")
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let _ = write(&format!("kpktgend_{core}"), "rem_device_all");
+            Ok((sent, seconds))
+        });
+        control.join().expect("pktgen control thread")
+    })
+}
+
+/// Runs the live-frames generator: one pinned thread per core in the job's
+/// namespace, until the duration passes or `stop_all` is set.
+fn generate_live_frames(
+    job: &GeneratorJob,
+    stop_all: &AtomicBool,
+) -> Result<(u64, f64), BenchError> {
     let (rate, duration, cores, flows) = (job.rate, job.duration, &job.cores, job.flows);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -410,7 +516,7 @@ pub fn generate(job: &GeneratorJob, stop_all: &AtomicBool) -> Result<(u64, f64),
                 sent.clone(),
                 job.namespace.clone(),
                 job.interface.clone(),
-                job.frame.clone(),
+                job.spec.build(),
                 *core,
             );
             std::thread::spawn(move || -> Result<(), BenchError> {
@@ -488,7 +594,8 @@ fn trial(
     let job = GeneratorJob {
         namespace: roles.generator_ns.clone(),
         interface: ENDPOINT.to_string(),
-        frame: roles.frame(wire_size),
+        spec: roles.spec(wire_size),
+        kind: options.generator,
         rate,
         duration,
         cores: options.generator_cores.clone(),
@@ -559,12 +666,8 @@ fn backend_name(backend: Backend) -> &'static str {
 
 /// Runs the benchmark; `stop` (Ctrl-C) ends it early with everything removed.
 pub fn run(options: &BenchOptions, stop: &AtomicBool) -> Result<Report, BenchError> {
-    if options.generator == GeneratorKind::Pktgen {
-        return Err(if Path::new("/proc/net/pktgen").exists() {
-            BenchError::PktgenUnsupported
-        } else {
-            BenchError::NoPktgen
-        });
+    if options.generator == GeneratorKind::Pktgen && !Path::new("/proc/net/pktgen").exists() {
+        return Err(BenchError::NoPktgen);
     }
     let _lock = BenchLock::take()?;
     let untagged = match &options.topology {
@@ -776,7 +879,10 @@ pub fn run(options: &BenchOptions, stop: &AtomicBool) -> Result<Report, BenchErr
                 .topology
                 .as_ref()
                 .map_or("built-in (topologies/bench.toml)".into(), |p| p.display().to_string()),
-            generator: "xdp-live-frames".into(),
+            generator: match options.generator {
+                GeneratorKind::Xdp => "xdp-live-frames".into(),
+                GeneratorKind::Pktgen => "kernel-pktgen".into(),
+            },
             frame_sizes: options.sizes.clone(),
             pairs: options.pairs,
             trial_seconds: options.trial.as_secs_f64(),
@@ -815,11 +921,45 @@ mod tests {
     }
 
     #[test]
+    fn the_pktgen_script_sets_frame_rate_and_flows() {
+        let roles = Roles::new(Path::new("bench.toml"), UNTAGGED_TOPOLOGY).unwrap();
+        let job = GeneratorJob {
+            namespace: "xbench-gen".into(),
+            interface: "eth0".into(),
+            spec: roles.spec(64),
+            kind: GeneratorKind::Pktgen,
+            rate: Some(250_000.0),
+            duration: Duration::from_secs(1),
+            cores: vec![1],
+            flows: 16,
+        };
+        let script = pktgen_script(&job, 1, 0);
+        let lines: Vec<String> = script.iter().map(|(f, l)| format!("{f}: {l}")).collect();
+        for expected in [
+            "kpktgend_1: add_device eth0",
+            "eth0: pkt_size 60",
+            "eth0: dst_mac 02:00:00:00:be:02",
+            "eth0: src_mac 02:00:00:00:be:01",
+            "eth0: dst 192.168.50.2",
+            "eth0: udp_src_min 40000",
+            "eth0: udp_src_max 40015",
+            "eth0: delay 4000",
+            "eth0: clone_skb 0",
+        ] {
+            assert!(
+                lines.contains(&expected.to_string()),
+                "missing {expected}: {lines:?}"
+            );
+        }
+        assert_eq!(lines[0], "kpktgend_1: rem_device_all");
+    }
+
+    #[test]
     fn the_built_in_topologies_have_the_roles() {
         let roles = Roles::new(Path::new("bench.toml"), UNTAGGED_TOPOLOGY).unwrap();
         assert_eq!(roles.generator_ns, "xbench-gen");
         assert_eq!(roles.generator_port.1, "p1");
-        assert_eq!(roles.frame(64).len(), 60);
+        assert_eq!(roles.spec(64).build().len(), 60);
         let vlan = Roles::new(Path::new("bench-vlan.toml"), VLAN_TOPOLOGY).unwrap();
         assert!(vlan.topology.uses_vlans());
     }

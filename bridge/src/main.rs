@@ -627,7 +627,7 @@ fn pktgen(args: PktgenArgs) -> Result<()> {
                 .with_context(|| format!("reading the MAC of {}", args.dev))?
         }
     };
-    let frame = xbridge::wire::UdpFrameSpec {
+    let spec = xbridge::wire::UdpFrameSpec {
         dst_mac: args.dst_mac,
         src_mac,
         src_ip: args.src_ip,
@@ -635,13 +635,13 @@ fn pktgen(args: PktgenArgs) -> Result<()> {
         src_port: 40000,
         dst_port: 9,
         wire_size: usize::from(args.size),
-    }
-    .build();
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let job = xbridge::bench::GeneratorJob {
         namespace,
         interface: args.dev.clone(),
-        frame,
+        spec,
+        kind: xbridge::bench::GeneratorKind::Xdp,
         rate: args.rate,
         duration: std::time::Duration::from_secs_f64(args.duration),
         cores: args.cores.unwrap_or_else(|| vec![cpus - 1]),

@@ -162,3 +162,22 @@ fn help_teaches_the_session() {
         assert!(text.contains(needle), "--help lacks {needle}: {text}");
     }
 }
+
+#[test]
+fn bench_with_pktgen_says_clearly_when_the_kernel_has_none() {
+    if std::path::Path::new("/proc/net/pktgen").exists() {
+        eprintln!(
+            "SKIP bench_with_pktgen_says_clearly_when_the_kernel_has_none: this kernel has pktgen"
+        );
+        return;
+    }
+    let err = fails(&["bench", "--generator", "pktgen"]);
+    assert!(err.contains("kernel pktgen is not available here"), "{err}");
+    assert!(err.contains("--generator xdp"), "{err}");
+}
+
+#[test]
+fn bench_rejects_impossible_frame_sizes() {
+    let err = fails(&["bench", "--sizes", "63"]);
+    assert!(err.contains("frame size 63 is outside 64..=1518"), "{err}");
+}

@@ -21,6 +21,10 @@
 #include <bpf/bpf_endian.h>
 
 #define BENCH_MAGIC 0x78627231 /* "xbr1" */
+/* Kernel pktgen's header (struct pktgen_hdr, network order): magic, seq,
+ * tv_sec, tv_usec. Its timestamps use another clock: no latency for them. */
+#define PKTGEN_MAGIC 0xbe9be955
+#define PKTGEN_STREAM (MAX_STREAMS - 1)
 #define MAX_STREAMS 64
 #define HIST_BUCKETS 512
 #define WINDOW_BITS 64
@@ -218,14 +222,21 @@ int xbridge_sink(struct xdp_md *ctx)
 	if (proto != bpf_htons(ETH_P_IP))
 		goto foreign;
 	payload = data + offset;
-	if ((void *)(payload + 1) > data_end || payload->magic != BENCH_MAGIC)
+	if ((void *)(payload + 1) > data_end)
 		goto foreign;
-	seq = payload->seq;
-	stream = payload->stream;
-	if (stream >= MAX_STREAMS)
+	if (payload->magic == BENCH_MAGIC) {
+		seq = payload->seq;
+		stream = payload->stream;
+		if (stream >= PKTGEN_STREAM)
+			goto foreign;
+		if (now > payload->sent_ns)
+			add(&sink_latency, latency_bucket(now - payload->sent_ns), 1);
+	} else if (payload->magic == bpf_htonl(PKTGEN_MAGIC)) {
+		seq = bpf_ntohl(payload->seq);
+		stream = PKTGEN_STREAM;
+	} else {
 		goto foreign;
-	if (now > payload->sent_ns)
-		add(&sink_latency, latency_bucket(now - payload->sent_ns), 1);
+	}
 
 	state = bpf_map_lookup_elem(&sink_streams, &stream);
 	if (!state)
