@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod conformance;
 pub mod dataplane;
 pub mod fdb;
 pub mod pipeline;
@@ -12,4 +13,5 @@ pub mod stats;
 pub mod sys;
 pub mod topo;
 pub mod topology;
+pub mod vm;
 pub mod wire;

@@ -340,7 +340,7 @@ fn plan_kernel_bridge(bridge: &BridgeSpec, caps: &KernelCaps, plan: &mut Plan) {
     if config.vlan_filtering {
         // Only when enabling it: kernels without CONFIG_BRIDGE_VLAN_FILTERING
         // refuse the attribute even as 0.
-        args.extend(["vlan_filtering", "1", "default_pvid", "0"]);
+        args.extend(["vlan_filtering", "1", "vlan_default_pvid", "0"]);
     }
     plan.steps.push(step("ip", &args));
     for port in &config.ports {
@@ -615,7 +615,7 @@ interfaces = [{ name = "eth0" }]
             "ip -n h1 link set dev eth0 address 02:00:00:00:00:01",
             "ip -n h1 addr add 192.168.50.1/24 dev eth0",
             "ip netns exec h1 ethtool -K eth0 rxvlan off txvlan off tx off",
-            "ip -n brns link add name br0 type bridge ageing_time 30000 vlan_filtering 1 default_pvid 0",
+            "ip -n brns link add name br0 type bridge ageing_time 30000 vlan_filtering 1 vlan_default_pvid 0",
             "ip -n brns link add link t name t.20 type vlan id 20",
             "ip -n brns link set dev t.20 master br0",
             "bridge -n brns vlan add dev p1 vid 10 pvid untagged",

@@ -1,0 +1,428 @@
+//! The conformance oracle: the same scenario through the real Linux bridge
+//! (`vlan_filtering 1`, in a VM running a stock kernel, driven by the
+//! `xbridge-probe` binary) and through xbridge's pipeline, frame by frame.
+//!
+//! This module holds the scenario model shared with the probe, xbridge's
+//! side of a run, and the comparison; `vm.rs` boots the VM.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BridgeConfig, EgressMode, PortConfig, PortKind, Vid};
+use crate::fdb::{Fdb, Millis};
+use crate::pipeline::{Pipeline, Verdict};
+use crate::wire;
+
+/// One bridge port of a scenario: `IF` (trunk) or `IF.N` (sub-interface).
+/// Names have at least two letters (`ip` parses some single letters as
+/// keywords).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioPort {
+    pub name: String,
+    /// (VID, untagged)
+    pub vlans: Vec<(u16, bool)>,
+    pub pvid: Option<u16>,
+}
+
+/// A frame sent into the bridge through an interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioFrame {
+    /// The bridge-side interface it enters through (a trunk port's name, or
+    /// the `IF` of sub-interface ports).
+    pub interface: String,
+    #[serde(with = "hex_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A bridge and the frames to send, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    pub ports: Vec<ScenarioPort>,
+    pub frames: Vec<ScenarioFrame>,
+}
+
+/// What left the bridge for one frame: interface -> frames (sorted), as
+/// seen on the wire of that interface.
+pub type Emitted = BTreeMap<String, Vec<Vec<u8>>>;
+
+/// A scenario's outcome: per frame, what was emitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub frames: Vec<EmittedHex>,
+}
+
+/// `Emitted` with hex strings, for JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EmittedHex(pub BTreeMap<String, Vec<String>>);
+
+impl From<&Emitted> for EmittedHex {
+    fn from(emitted: &Emitted) -> Self {
+        EmittedHex(
+            emitted
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().map(|b| hex(b)).collect()))
+                .collect(),
+        )
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::unhex(&text).ok_or_else(|| serde::de::Error::custom("not hex"))
+    }
+}
+
+impl Scenario {
+    /// The bridge-side interfaces (veth ends) the scenario needs.
+    pub fn interfaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for port in &self.ports {
+            let interface = port
+                .name
+                .split('.')
+                .next()
+                .unwrap_or(&port.name)
+                .to_string();
+            if !names.contains(&interface) {
+                names.push(interface);
+            }
+        }
+        names
+    }
+
+    /// xbridge's configuration for the scenario.
+    pub fn bridge_config(&self) -> Result<BridgeConfig, crate::config::ConfigError> {
+        let mut ports = Vec::new();
+        for port in &self.ports {
+            let mut config = PortConfig::named(&port.name)?;
+            for (vid, untagged) in &port.vlans {
+                let vid = Vid::new(i64::from(*vid)).map_err(|source| {
+                    crate::config::ConfigError::Vid {
+                        port: port.name.clone(),
+                        source,
+                    }
+                })?;
+                config.vlans.insert(
+                    vid,
+                    if *untagged {
+                        EgressMode::Untagged
+                    } else {
+                        EgressMode::Tagged
+                    },
+                );
+            }
+            config.pvid = port
+                .pvid
+                .map(|v| Vid::new(i64::from(v)))
+                .transpose()
+                .map_err(|source| crate::config::ConfigError::Vid {
+                    port: port.name.clone(),
+                    source,
+                })?;
+            ports.push(config);
+        }
+        BridgeConfig {
+            name: self.name.clone(),
+            vlan_filtering: true,
+            ageing_time: Duration::from_secs(300),
+            fdb_max_learned: 65536,
+            ports,
+            static_fdb: vec![],
+        }
+        .validate()
+    }
+
+    /// What xbridge's pipeline emits for each frame, in order.
+    pub fn run_pipeline(&self) -> Result<Vec<Emitted>, crate::config::ConfigError> {
+        let config = self.bridge_config()?;
+        let fdb = Fdb::new(config.fdb_max_learned);
+        let pipeline = Pipeline::new(config);
+        let mut out = Vec::new();
+        for frame in &self.frames {
+            let mut emitted = Emitted::new();
+            let Some(interface) = pipeline.interface_id(&frame.interface) else {
+                out.push(emitted);
+                continue;
+            };
+            let decision = pipeline.decide(interface, &frame.bytes, &fdb, Millis(0));
+            if let Verdict::Forward(forward) = decision.verdict {
+                for port in forward.egress.iter() {
+                    let edit = pipeline.egress_edit(&forward, port);
+                    let mut copy = vec![0u8; frame.bytes.len() + 16];
+                    if let Ok(len) = wire::copy_edited(&frame.bytes, &edit, &mut copy) {
+                        copy.truncate(len);
+                        let config = pipeline.config().port(port);
+                        emitted
+                            .entry(config.interface.clone())
+                            .or_default()
+                            .push(copy);
+                    }
+                }
+            }
+            for frames in emitted.values_mut() {
+                frames.sort();
+            }
+            out.push(emitted);
+        }
+        Ok(out)
+    }
+
+    /// Ports whose PVID is not a member: Linux cannot express them (its PVID
+    /// is always a member), so frames of that VLAN leave them on the kernel.
+    pub fn asymmetric_pvid_ports(&self) -> Vec<(String, u16)> {
+        self.ports
+            .iter()
+            .filter_map(|p| {
+                let pvid = p.pvid?;
+                (!p.vlans.iter().any(|(vid, _)| *vid == pvid)).then(|| (p.name.clone(), pvid))
+            })
+            .collect()
+    }
+}
+
+/// Why xbridge may differ from the kernel on purpose (spec I4: the article's
+/// port D). Matched by rule, never by silencing a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deviation {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+/// One frame's comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Verdict2 {
+    Agree,
+    Deviation(Deviation),
+    Mismatch,
+}
+
+/// Compares one frame's outcomes. A difference is a known deviation only if
+/// every extra frame the kernel emitted left through a port with a non-member
+/// PVID, carrying that PVID's VLAN, and xbridge emitted the rest identically.
+pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Emitted) -> Verdict2 {
+    if xbridge == kernel {
+        return Verdict2::Agree;
+    }
+    let asymmetric = scenario.asymmetric_pvid_ports();
+    let mut explained = true;
+    for (interface, frames) in kernel {
+        let ours = xbridge.get(interface).cloned().unwrap_or_default();
+        if &ours == frames {
+            continue;
+        }
+        let port_pvid = asymmetric.iter().find(|(name, _)| name == interface);
+        explained &= ours.is_empty() && port_pvid.is_some();
+    }
+    explained &= xbridge.keys().all(|k| kernel.get(k) == xbridge.get(k));
+    if explained {
+        let _ = index;
+        Verdict2::Deviation(Deviation {
+            rule: "asymmetric-pvid",
+            reason: "Linux makes a PVID a member; xbridge lets no frame of a non-member PVID leave (spec I4)".into(),
+        })
+    } else {
+        Verdict2::Mismatch
+    }
+}
+
+/// The spec's reference scenario A-E with the frames of its table.
+pub fn reference_scenario() -> Scenario {
+    use crate::wire::{FrameBuilder, MacAddr, Tci};
+    let port = |name: &str, vlans: &[(u16, bool)], pvid: Option<u16>| ScenarioPort {
+        name: name.into(),
+        vlans: vlans.to_vec(),
+        pvid,
+    };
+    let ports = vec![
+        port("pa", &[(10, true)], Some(10)),
+        port("pb", &[(10, true), (30, true)], Some(10)),
+        port("pc", &[(20, true)], Some(20)),
+        port("pd", &[(10, true)], Some(30)),
+        port("pe", &[(10, false), (20, false), (30, false)], None),
+    ];
+    let mac = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
+    let tag = |vid| Tci::new(0, false, vid);
+    let bcast = MacAddr::BROADCAST;
+    let rows: Vec<(&str, u8, Vec<Tci>)> = vec![
+        ("pa", 0x0a, vec![]),
+        ("pc", 0x0c, vec![]),
+        ("pd", 0x0d, vec![]),
+        ("pe", 0x0e, vec![tag(30)]),
+        ("pe", 0x0e, vec![tag(20)]),
+        ("pe", 0x0e, vec![tag(10)]),
+        ("pa", 0x0a, vec![tag(20)]),
+        ("pe", 0x0e, vec![]),
+        ("pa", 0x0a, vec![Tci::new(3, false, 0)]),
+        ("pb", 0x0b, vec![Tci::new(5, false, 10)]),
+        ("pa", 0x0a, vec![tag(10), tag(20)]),
+    ];
+    let frames = rows
+        .into_iter()
+        .enumerate()
+        .map(|(n, (interface, src, tags))| ScenarioFrame {
+            interface: interface.into(),
+            bytes: tags
+                .iter()
+                .fold(FrameBuilder::new(bcast, mac(src)), |b, t| b.tag(*t))
+                .payload(format!("xbridge-conformance row {}", n + 1).as_bytes())
+                .build(),
+        })
+        .collect();
+    Scenario {
+        name: "reference-a-e".into(),
+        ports,
+        frames,
+    }
+}
+
+/// Whether `kind` names a port kind the kernel side needs 8021q for.
+pub fn needs_8021q(scenario: &Scenario) -> bool {
+    scenario
+        .bridge_config()
+        .map(|c| {
+            c.ports
+                .iter()
+                .any(|p| matches!(p.kind, PortKind::SubInterface { .. }))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_scenario_runs_through_the_pipeline() {
+        let scenario = reference_scenario();
+        let out = scenario.run_pipeline().unwrap();
+        assert_eq!(out.len(), 11);
+        assert_eq!(out[0].keys().collect::<Vec<_>>(), ["pb", "pd", "pe"]);
+        assert!(
+            out[6].is_empty() && out[7].is_empty(),
+            "rows 7 and 8 are dropped"
+        );
+        assert_eq!(
+            scenario.asymmetric_pvid_ports(),
+            vec![("pd".to_string(), 30)]
+        );
+    }
+
+    #[test]
+    fn the_kernel_reaching_port_d_with_blue_is_the_known_deviation_only() {
+        let scenario = reference_scenario();
+        let ours = scenario.run_pipeline().unwrap();
+        // Row 4: tagged 30 from E. The kernel also sends it out of D.
+        let mut kernel = ours[3].clone();
+        kernel.insert("pd".into(), vec![vec![1, 2, 3]]);
+        assert!(matches!(
+            compare(&scenario, 3, &ours[3], &kernel),
+            Verdict2::Deviation(_)
+        ));
+        // The same extra frame on a symmetric port is a mismatch.
+        let mut kernel = ours[3].clone();
+        kernel.insert("pc".into(), vec![vec![1, 2, 3]]);
+        assert_eq!(compare(&scenario, 3, &ours[3], &kernel), Verdict2::Mismatch);
+        // Missing a frame xbridge sends is a mismatch too.
+        let mut kernel = ours[0].clone();
+        kernel.remove("pe");
+        assert_eq!(compare(&scenario, 0, &ours[0], &kernel), Verdict2::Mismatch);
+    }
+}
+
+/// The result of checking scenarios against the real kernel.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub accelerator: String,
+    pub vm_seconds: f64,
+    pub scenarios: usize,
+    pub frames: usize,
+    pub agreements: usize,
+    /// Known deviations by rule.
+    pub deviations: BTreeMap<String, usize>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// A frame where xbridge and the kernel disagree, with everything needed to
+/// replay it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub scenario: String,
+    pub frame: usize,
+    pub config: Vec<ScenarioPort>,
+    pub sent_on: String,
+    pub sent: String,
+    pub xbridge: EmittedHex,
+    pub kernel: EmittedHex,
+}
+
+/// Runs `scenarios` on the kernel (in the VM) and on xbridge's pipeline,
+/// and compares every frame.
+pub fn check(
+    parts: &crate::vm::VmParts,
+    scenarios: &[Scenario],
+) -> Result<Summary, crate::vm::VmError> {
+    let (outcomes, accelerator, seconds) = crate::vm::run(parts, scenarios)?;
+    let mut summary = Summary {
+        accelerator: accelerator.to_string(),
+        vm_seconds: seconds,
+        scenarios: scenarios.len(),
+        ..Summary::default()
+    };
+    for (scenario, outcome) in scenarios.iter().zip(&outcomes) {
+        let ours = scenario
+            .run_pipeline()
+            .map_err(|e| crate::vm::VmError::Probe(format!("scenario {}: {e}", scenario.name)))?;
+        for (index, (xbridge, kernel_hex)) in ours.iter().zip(&outcome.frames).enumerate() {
+            summary.frames += 1;
+            let kernel: Emitted = kernel_hex
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().filter_map(|h| unhex(h)).collect()))
+                .collect();
+            match compare(scenario, index, xbridge, &kernel) {
+                Verdict2::Agree => summary.agreements += 1,
+                Verdict2::Deviation(deviation) => {
+                    *summary
+                        .deviations
+                        .entry(deviation.rule.to_string())
+                        .or_default() += 1
+                }
+                Verdict2::Mismatch => summary.mismatches.push(Mismatch {
+                    scenario: scenario.name.clone(),
+                    frame: index,
+                    config: scenario.ports.clone(),
+                    sent_on: scenario.frames[index].interface.clone(),
+                    sent: hex(&scenario.frames[index].bytes),
+                    xbridge: EmittedHex::from(xbridge),
+                    kernel: kernel_hex.clone(),
+                }),
+            }
+        }
+    }
+    Ok(summary)
+}
