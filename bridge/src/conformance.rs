@@ -159,7 +159,17 @@ impl Scenario {
 
     /// What xbridge's pipeline emits for each frame, in order.
     pub fn run_pipeline(&self) -> Result<Vec<Emitted>, crate::config::ConfigError> {
-        let config = self.bridge_config()?;
+        self.run_pipeline_with(|_| {})
+    }
+
+    /// The same with the configuration changed by `mutate` first: a
+    /// deliberately wrong bridge, to show the comparison can fail.
+    pub fn run_pipeline_with(
+        &self,
+        mutate: impl FnOnce(&mut BridgeConfig),
+    ) -> Result<Vec<Emitted>, crate::config::ConfigError> {
+        let mut config = self.bridge_config()?;
+        mutate(&mut config);
         let fdb = Fdb::new(config.fdb_max_learned);
         let pipeline = Pipeline::new(config);
         let mut out = Vec::new();
@@ -317,6 +327,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn random_scenarios_replay_from_their_seed_and_are_valid() {
+        let a = random_scenarios(7, 250);
+        let b = random_scenarios(7, 250);
+        assert_eq!(a, b);
+        assert_eq!(a.iter().map(|s| s.frames.len()).sum::<usize>(), 250);
+        for scenario in &a {
+            assert!(scenario.bridge_config().is_ok(), "{scenario:?}");
+            assert!(scenario.run_pipeline().is_ok());
+            assert!(scenario.ports.iter().all(|p| p.name.len() >= 2));
+        }
+        assert_ne!(random_scenarios(8, 100), a[..1].to_vec());
+    }
+
+    #[test]
     fn the_reference_scenario_runs_through_the_pipeline() {
         let scenario = reference_scenario();
         let out = scenario.run_pipeline().unwrap();
@@ -380,31 +404,27 @@ pub struct Mismatch {
     pub kernel: EmittedHex,
 }
 
-/// Runs `scenarios` on the kernel (in the VM) and on xbridge's pipeline,
-/// and compares every frame.
-pub fn check(
-    parts: &crate::vm::VmParts,
+/// Compares the kernel's `outcomes` with what `xbridge` emits for each
+/// scenario (normally `Scenario::run_pipeline`).
+pub fn compare_all(
     scenarios: &[Scenario],
-) -> Result<Summary, crate::vm::VmError> {
-    let (outcomes, accelerator, seconds) = crate::vm::run(parts, scenarios)?;
+    outcomes: &[Outcome],
+    xbridge: impl Fn(&Scenario) -> Vec<Emitted>,
+) -> Summary {
     let mut summary = Summary {
-        accelerator: accelerator.to_string(),
-        vm_seconds: seconds,
         scenarios: scenarios.len(),
         ..Summary::default()
     };
-    for (scenario, outcome) in scenarios.iter().zip(&outcomes) {
-        let ours = scenario
-            .run_pipeline()
-            .map_err(|e| crate::vm::VmError::Probe(format!("scenario {}: {e}", scenario.name)))?;
-        for (index, (xbridge, kernel_hex)) in ours.iter().zip(&outcome.frames).enumerate() {
+    for (scenario, outcome) in scenarios.iter().zip(outcomes) {
+        let ours = xbridge(scenario);
+        for (index, (ours, kernel_hex)) in ours.iter().zip(&outcome.frames).enumerate() {
             summary.frames += 1;
             let kernel: Emitted = kernel_hex
                 .0
                 .iter()
                 .map(|(k, v)| (k.clone(), v.iter().filter_map(|h| unhex(h)).collect()))
                 .collect();
-            match compare(scenario, index, xbridge, &kernel) {
+            match compare(scenario, index, ours, &kernel) {
                 Verdict2::Agree => summary.agreements += 1,
                 Verdict2::Deviation(deviation) => {
                     *summary
@@ -418,11 +438,231 @@ pub fn check(
                     config: scenario.ports.clone(),
                     sent_on: scenario.frames[index].interface.clone(),
                     sent: hex(&scenario.frames[index].bytes),
-                    xbridge: EmittedHex::from(xbridge),
+                    xbridge: EmittedHex::from(ours),
                     kernel: kernel_hex.clone(),
                 }),
             }
         }
     }
+    summary
+}
+
+/// Runs `scenarios` on the kernel (in the VM) and on xbridge's pipeline,
+/// and compares every frame.
+pub fn check(
+    parts: &crate::vm::VmParts,
+    scenarios: &[Scenario],
+) -> Result<Summary, crate::vm::VmError> {
+    let (outcomes, accelerator, seconds) = crate::vm::run(parts, scenarios)?;
+    let mut summary = compare_all(scenarios, &outcomes, |scenario| {
+        scenario.run_pipeline().unwrap_or_default()
+    });
+    summary.accelerator = accelerator.to_string();
+    summary.vm_seconds = seconds;
     Ok(summary)
+}
+
+/// A small deterministic generator (xorshift64*), so a seed replays.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The sub-interface scenario of the seed's rules 6, 9 and 10: a trunk veth
+/// `pt` with sub-interface ports `pt.10` (VLAN 10 untagged) and `pt.20`
+/// (VLAN 20 untagged, 30 tagged), an access port and a tagging trunk.
+pub fn sub_interface_scenario() -> Scenario {
+    use crate::wire::{FrameBuilder, MacAddr, Tci};
+    let port = |name: &str, vlans: &[(u16, bool)], pvid: Option<u16>| ScenarioPort {
+        name: name.into(),
+        vlans: vlans.to_vec(),
+        pvid,
+    };
+    let ports = vec![
+        port("pt.10", &[(10, true)], Some(10)),
+        port("pt.20", &[(20, true), (30, false)], Some(20)),
+        port("px", &[(10, true)], Some(10)),
+        port("py", &[(10, false), (20, false), (30, false)], None),
+    ];
+    let tag = |vid| Tci::new(0, false, vid);
+    let mac = |n: u8| MacAddr([2, 0, 0, 0, 1, n]);
+    let rows: Vec<(&str, u8, Vec<Tci>)> = vec![
+        ("pt", 1, vec![tag(10)]), // rule 6 / I3: into VLAN 10 untagged
+        ("pt", 1, vec![Tci::new(5, false, 20)]), // I3: PCP of the sub-interface tag is not kept
+        ("px", 2, vec![]),        // rule 9 / E4: leaves pt tagged 10
+        ("py", 3, vec![tag(30)]), // rule 10 / E5: leaves pt double-tagged 20+30
+        ("py", 3, vec![tag(20)]), // E4 on pt.20
+        ("pt", 1, vec![tag(20), tag(30)]), // I3: inner tag 30 classifies
+        ("pt", 1, vec![tag(40)]), // no sub-interface, no trunk: dropped
+        ("pt", 1, vec![]),        // untagged on pt: no trunk port
+    ];
+    let frames = rows
+        .into_iter()
+        .enumerate()
+        .map(|(n, (interface, src, tags))| ScenarioFrame {
+            interface: interface.into(),
+            bytes: tags
+                .iter()
+                .fold(FrameBuilder::new(MacAddr::BROADCAST, mac(src)), |b, t| {
+                    b.tag(*t)
+                })
+                .payload(format!("xbridge-conformance subif {}", n + 1).as_bytes())
+                .build(),
+        })
+        .collect();
+    Scenario {
+        name: "sub-interfaces".into(),
+        ports,
+        frames,
+    }
+}
+
+/// A random scenario: 2-6 interfaces with trunk and/or sub-interface ports,
+/// random VLANs, PVIDs (sometimes none, sometimes not a member) and egress
+/// modes, and `frames` random frames: untagged, priority-tagged, tagged with
+/// VIDs including 0 and 4095, double-tagged, 802.1ad, reserved group
+/// addresses, multicast and zero sources, learned and unknown unicast,
+/// MAC moves.
+pub fn random_scenario(rng: &mut Rng, name: &str, frames: usize) -> Scenario {
+    use crate::wire::{FrameBuilder, MacAddr, Tci, TPID_8021AD};
+    const VIDS: [u16; 5] = [1, 10, 20, 30, 4094];
+    let interfaces = 2 + rng.below(5) as usize;
+    let mut ports = Vec::new();
+    for index in 0..interfaces {
+        let interface = format!("p{}", (b'a' + index as u8) as char);
+        let trunk = rng.chance(90);
+        let sub_interface = !trunk || rng.chance(30);
+        let mut names = Vec::new();
+        if trunk {
+            names.push(interface.clone());
+        }
+        if sub_interface {
+            names.push(format!("{interface}.{}", rng.pick(&VIDS)));
+        }
+        for name in names {
+            let mut vlans: Vec<(u16, bool)> = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                let vid = *rng.pick(&VIDS);
+                if !vlans.iter().any(|(v, _)| *v == vid) {
+                    vlans.push((vid, rng.chance(50)));
+                }
+            }
+            let pvid = match rng.below(10) {
+                0 | 1 => None,
+                2 => Some(*rng.pick(&VIDS)),
+                _ => Some(vlans[rng.below(vlans.len() as u64) as usize].0),
+            };
+            ports.push(ScenarioPort { name, vlans, pvid });
+        }
+    }
+    let interface_names: Vec<String> = {
+        let mut names: Vec<String> = ports
+            .iter()
+            .map(|p| p.name.split('.').next().unwrap_or(&p.name).to_string())
+            .collect();
+        names.dedup();
+        names
+    };
+    let hosts: Vec<MacAddr> = (1..=6).map(|n| MacAddr([2, 0, 0, 0, 2, n])).collect();
+    let mut out = Vec::new();
+    for n in 0..frames {
+        let src = match rng.below(20) {
+            0 => MacAddr([1, 0, 0x5e, 0, 0, 1]),
+            1 => MacAddr::ZERO,
+            _ => *rng.pick(&hosts),
+        };
+        let dst = match rng.below(12) {
+            0..=2 => MacAddr::BROADCAST,
+            3 => MacAddr([1, 0, 0x5e, 0, 0, 7]),
+            4 => MacAddr([0x01, 0x80, 0xc2, 0, 0, *rng.pick(&[0u8, 1, 2, 0x0e])]),
+            _ => *rng.pick(&hosts),
+        };
+        let interface = rng.pick(&interface_names).clone();
+        // Tags favour the VLANs of the ports on that interface, so most
+        // frames get somewhere; the rest probe the edges (0, 4095, strangers).
+        let members: Vec<u16> = ports
+            .iter()
+            .filter(|p| p.name.split('.').next() == Some(interface.as_str()))
+            .flat_map(|p| {
+                // A sub-interface port is reached through its wire tag.
+                let wire = p
+                    .name
+                    .split_once('.')
+                    .and_then(|(_, n)| n.parse::<u16>().ok());
+                p.vlans.iter().map(|(vid, _)| *vid).chain(wire)
+            })
+            .collect();
+        let tag_vid = |rng: &mut Rng| {
+            if !members.is_empty() && rng.chance(60) {
+                *rng.pick(&members)
+            } else {
+                *rng.pick(&[0u16, 1, 10, 20, 30, 4094, 4095, 99])
+            }
+        };
+        let mut builder = FrameBuilder::new(dst, src);
+        match rng.below(10) {
+            0..=2 => {}
+            3 => builder = builder.tag(Tci::new(rng.below(8) as u8, false, 0)),
+            4..=6 => builder = builder.tag(Tci::new(rng.below(8) as u8, false, tag_vid(rng))),
+            7 | 8 => {
+                builder = builder.tag(Tci::new(0, false, tag_vid(rng))).tag(Tci::new(
+                    rng.below(8) as u8,
+                    false,
+                    tag_vid(rng),
+                ))
+            }
+            _ => builder = builder.tag_with_tpid(TPID_8021AD, Tci::new(0, false, tag_vid(rng))),
+        }
+        out.push(ScenarioFrame {
+            interface,
+            bytes: builder
+                .payload(format!("xbridge-conformance {name} {n}").as_bytes())
+                .build(),
+        });
+    }
+    Scenario {
+        name: name.to_string(),
+        ports,
+        frames: out,
+    }
+}
+
+/// `count` random frames from `seed`, in scenarios of about 100 frames.
+pub fn random_scenarios(seed: u64, count: usize) -> Vec<Scenario> {
+    let mut rng = Rng::new(seed);
+    let mut scenarios = Vec::new();
+    let mut left = count;
+    while left > 0 {
+        let frames = left.min(100);
+        scenarios.push(random_scenario(
+            &mut rng,
+            &format!("random-{seed}-{}", scenarios.len()),
+            frames,
+        ));
+        left -= frames;
+    }
+    scenarios
 }

@@ -217,6 +217,12 @@ struct PktgenArgs {
 
 #[derive(Debug, Args)]
 struct ConformanceArgs {
+    /// Random frames to add (in scenarios of ~100 frames each).
+    #[arg(long, default_value_t = 0)]
+    random: usize,
+    /// Seed of the random scenarios (the same seed replays them).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// JSON output.
     #[arg(short, long)]
     json: bool,
@@ -695,7 +701,14 @@ fn conformance(args: ConformanceArgs) -> Result<()> {
         .context("locating xbridge")?
         .with_file_name("xbridge-probe");
     let parts = xbridge::vm::VmParts::find(&probe)?;
-    let scenarios = vec![xbridge::conformance::reference_scenario()];
+    let mut scenarios = vec![
+        xbridge::conformance::reference_scenario(),
+        xbridge::conformance::sub_interface_scenario(),
+    ];
+    scenarios.extend(xbridge::conformance::random_scenarios(
+        args.seed,
+        args.random,
+    ));
     let summary = xbridge::conformance::check(&parts, &scenarios)?;
     for mismatch in &summary.mismatches {
         let scenario = scenarios

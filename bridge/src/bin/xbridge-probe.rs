@@ -12,8 +12,56 @@ use xbridge::sys::packet::PacketSocket;
 
 const IP: &str = "/sbin/ip";
 const BRIDGE: &str = "/sbin/bridge";
-/// How long a port must stay silent after a frame before we move on.
-const QUIET: Duration = Duration::from_millis(150);
+/// A veth pair outside the bridge that carries the barrier's sentinels.
+const CLOCK: (&str, &str) = ("xclk0", "xclk1");
+/// Give up on a sentinel after this long (the VM is slow, not that slow).
+const SENTINEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits until every frame the bridge emitted for the last test frame has
+/// reached the sockets. The VM has one CPU, so received frames go through
+/// one backlog queue in order: a sentinel queued after the test frame is
+/// processed after it, and a second one after the copies the bridge queued
+/// while processing it.
+fn barrier(send: &PacketSocket, receive: &PacketSocket, serial: &mut u64) -> Result<(), String> {
+    for _ in 0..2 {
+        *serial += 1;
+        let sentinel = xbridge::wire::FrameBuilder::new(
+            xbridge::wire::MacAddr::BROADCAST,
+            xbridge::wire::MacAddr([2, 0xee, 0, 0, 0, 1]),
+        )
+        .ethertype(0x88b6)
+        .payload(&serial.to_be_bytes())
+        .build();
+        send.send(&sentinel).map_err(|e| format!("sentinel: {e}"))?;
+        let deadline = Instant::now() + SENTINEL_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receive.receive(left) {
+                Ok(Some(got)) if got.bytes == sentinel => break,
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err("a sentinel never arrived".into()),
+                Err(e) => return Err(format!("sentinel: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn clock() -> Result<(PacketSocket, PacketSocket), String> {
+    let _ = run(IP, &["link", "del", CLOCK.0]);
+    run(
+        IP,
+        &[
+            "link", "add", "name", CLOCK.0, "type", "veth", "peer", "name", CLOCK.1,
+        ],
+    )?;
+    for dev in [CLOCK.0, CLOCK.1] {
+        run(IP, &["link", "set", "dev", dev, "up"])?;
+    }
+    let send = PacketSocket::open(CLOCK.0).map_err(|e| format!("{}: {e}", CLOCK.0))?;
+    let receive = PacketSocket::open(CLOCK.1).map_err(|e| format!("{}: {e}", CLOCK.1))?;
+    Ok((send, receive))
+}
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(program)
@@ -119,6 +167,8 @@ fn main() {
         let scenarios: Vec<Scenario> =
             serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
         let mut outcomes = Vec::new();
+        let (clock_send, clock_receive) = clock()?;
+        let mut serial = 0u64;
         for scenario in &scenarios {
             // One bridge at a time: a clean slate per scenario.
             let _ = run(IP, &["link", "del", "br0"]);
@@ -135,7 +185,11 @@ fn main() {
                     Ok((i, socket))
                 })
                 .collect::<Result<_, String>>()?;
-            std::thread::sleep(Duration::from_millis(300));
+            // Links come up; IPv6 is off, so nothing else should speak.
+            std::thread::sleep(Duration::from_millis(100));
+            for socket in sockets.values() {
+                socket.drain();
+            }
             let mut frames = Vec::new();
             for frame in &scenario.frames {
                 for socket in sockets.values() {
@@ -147,21 +201,17 @@ fn main() {
                 sender
                     .send(&frame.bytes)
                     .map_err(|e| format!("send: {e}"))?;
+                barrier(&clock_send, &clock_receive, &mut serial)?;
                 let mut emitted = Emitted::new();
-                let mut last = Instant::now();
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while last.elapsed() < QUIET && Instant::now() < deadline {
-                    for (interface, socket) in &sockets {
-                        while let Ok(Some(got)) = socket.receive(Duration::from_millis(5)) {
-                            if interface == &frame.interface && got.bytes == frame.bytes {
-                                continue;
-                            }
-                            emitted
-                                .entry(interface.clone())
-                                .or_default()
-                                .push(got.bytes);
-                            last = Instant::now();
+                for (interface, socket) in &sockets {
+                    while let Ok(Some(got)) = socket.receive(Duration::ZERO) {
+                        if interface == &frame.interface && got.bytes == frame.bytes {
+                            continue;
                         }
+                        emitted
+                            .entry(interface.clone())
+                            .or_default()
+                            .push(got.bytes);
                     }
                 }
                 for list in emitted.values_mut() {
