@@ -719,45 +719,21 @@ pub fn run(options: &BenchOptions, stop: &AtomicBool) -> Result<Report, BenchErr
             Ok(())
         }
     };
-    // Saturation, A B A B ...
-    for pair in 0..options.pairs {
-        for backend in backends {
-            check(stop)?;
-            let lab = Lab::up(&untagged, backend, &options.worker_cores)?;
-            for &size in &options.sizes {
-                let m = trial(lab.roles, options, size, options.rate, options.trial, stop)?;
-                measurements.push(("untagged".into(), backend, size, m));
-                progress.step(&format!(
-                    "{} untagged {size} B, pair {}/{}",
-                    backend_name(backend),
-                    pair + 1,
-                    options.pairs
-                ));
-            }
-        }
-    }
-    // The VLAN case.
-    let mut not_measured = Vec::new();
-    if options.vlan_case {
-        if let Some(reason) = &kernel_vlan {
-            not_measured.push(NotMeasured {
-                case: "vlan".into(),
-                backend: "kernel".into(),
-                reason: reason.clone(),
-            });
-        }
+    // Saturation, A B A B ..., untagged and then the VLAN case.
+    let mut run_pairs = |case: &str,
+                         roles: &Roles,
+                         sizes: &[usize],
+                         backends: &[Backend]|
+     -> Result<(), BenchError> {
         for pair in 0..options.pairs {
-            for backend in backends {
-                if backend == Backend::Kernel && kernel_vlan.is_some() {
-                    continue;
-                }
+            for &backend in backends {
                 check(stop)?;
-                let lab = Lab::up(&vlan, backend, &options.worker_cores)?;
-                for &size in &vlan_sizes {
+                let lab = Lab::up(roles, backend, &options.worker_cores)?;
+                for &size in sizes {
                     let m = trial(lab.roles, options, size, options.rate, options.trial, stop)?;
-                    measurements.push(("vlan".into(), backend, size, m));
+                    measurements.push((case.to_string(), backend, size, m));
                     progress.step(&format!(
-                        "{} vlan {size} B, pair {}/{}",
+                        "{} {case} {size} B, pair {}/{}",
                         backend_name(backend),
                         pair + 1,
                         options.pairs
@@ -765,6 +741,23 @@ pub fn run(options: &BenchOptions, stop: &AtomicBool) -> Result<Report, BenchErr
                 }
             }
         }
+        Ok(())
+    };
+    run_pairs("untagged", &untagged, &options.sizes, &backends)?;
+    let mut not_measured = Vec::new();
+    if options.vlan_case {
+        let vlan_backends: &[Backend] = match &kernel_vlan {
+            None => &backends,
+            Some(reason) => {
+                not_measured.push(NotMeasured {
+                    case: "vlan".into(),
+                    backend: "kernel".into(),
+                    reason: reason.clone(),
+                });
+                &[Backend::Xbridge]
+            }
+        };
+        run_pairs("vlan", &vlan, &vlan_sizes, vlan_backends)?;
     }
     // RFC 2544 throughput, then latency at 50 % and 90 % of it.
     let mut rfc = Vec::new();

@@ -260,14 +260,37 @@ pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Em
     }
 }
 
-/// The spec's reference scenario A-E with the frames of its table.
-pub fn reference_scenario() -> Scenario {
-    use crate::wire::{FrameBuilder, MacAddr, Tci};
-    let port = |name: &str, vlans: &[(u16, bool)], pvid: Option<u16>| ScenarioPort {
+fn port(name: &str, vlans: &[(u16, bool)], pvid: Option<u16>) -> ScenarioPort {
+    ScenarioPort {
         name: name.into(),
         vlans: vlans.to_vec(),
         pvid,
-    };
+    }
+}
+
+/// Broadcast frames from `(interface, source, tags outermost first)` rows,
+/// each with a payload naming `label` and its row.
+fn broadcast_rows(
+    label: &str,
+    rows: Vec<(&str, crate::wire::MacAddr, Vec<crate::wire::Tci>)>,
+) -> Vec<ScenarioFrame> {
+    use crate::wire::{FrameBuilder, MacAddr};
+    rows.into_iter()
+        .enumerate()
+        .map(|(n, (interface, src, tags))| ScenarioFrame {
+            interface: interface.into(),
+            bytes: tags
+                .iter()
+                .fold(FrameBuilder::new(MacAddr::BROADCAST, src), |b, t| b.tag(*t))
+                .payload(format!("xbridge-conformance {label} {}", n + 1).as_bytes())
+                .build(),
+        })
+        .collect()
+}
+
+/// The spec's reference scenario A-E with the frames of its table.
+pub fn reference_scenario() -> Scenario {
+    use crate::wire::{MacAddr, Tci};
     let ports = vec![
         port("pa", &[(10, true)], Some(10)),
         port("pb", &[(10, true), (30, true)], Some(10)),
@@ -277,32 +300,22 @@ pub fn reference_scenario() -> Scenario {
     ];
     let mac = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
     let tag = |vid| Tci::new(0, false, vid);
-    let bcast = MacAddr::BROADCAST;
-    let rows: Vec<(&str, u8, Vec<Tci>)> = vec![
-        ("pa", 0x0a, vec![]),
-        ("pc", 0x0c, vec![]),
-        ("pd", 0x0d, vec![]),
-        ("pe", 0x0e, vec![tag(30)]),
-        ("pe", 0x0e, vec![tag(20)]),
-        ("pe", 0x0e, vec![tag(10)]),
-        ("pa", 0x0a, vec![tag(20)]),
-        ("pe", 0x0e, vec![]),
-        ("pa", 0x0a, vec![Tci::new(3, false, 0)]),
-        ("pb", 0x0b, vec![Tci::new(5, false, 10)]),
-        ("pa", 0x0a, vec![tag(10), tag(20)]),
-    ];
-    let frames = rows
-        .into_iter()
-        .enumerate()
-        .map(|(n, (interface, src, tags))| ScenarioFrame {
-            interface: interface.into(),
-            bytes: tags
-                .iter()
-                .fold(FrameBuilder::new(bcast, mac(src)), |b, t| b.tag(*t))
-                .payload(format!("xbridge-conformance row {}", n + 1).as_bytes())
-                .build(),
-        })
-        .collect();
+    let frames = broadcast_rows(
+        "row",
+        vec![
+            ("pa", mac(0x0a), vec![]),
+            ("pc", mac(0x0c), vec![]),
+            ("pd", mac(0x0d), vec![]),
+            ("pe", mac(0x0e), vec![tag(30)]),
+            ("pe", mac(0x0e), vec![tag(20)]),
+            ("pe", mac(0x0e), vec![tag(10)]),
+            ("pa", mac(0x0a), vec![tag(20)]),
+            ("pe", mac(0x0e), vec![]),
+            ("pa", mac(0x0a), vec![Tci::new(3, false, 0)]),
+            ("pb", mac(0x0b), vec![Tci::new(5, false, 10)]),
+            ("pa", mac(0x0a), vec![tag(10), tag(20)]),
+        ],
+    );
     Scenario {
         name: "reference-a-e".into(),
         ports,
@@ -495,12 +508,7 @@ impl Rng {
 /// `pt` with sub-interface ports `pt.10` (VLAN 10 untagged) and `pt.20`
 /// (VLAN 20 untagged, 30 tagged), an access port and a tagging trunk.
 pub fn sub_interface_scenario() -> Scenario {
-    use crate::wire::{FrameBuilder, MacAddr, Tci};
-    let port = |name: &str, vlans: &[(u16, bool)], pvid: Option<u16>| ScenarioPort {
-        name: name.into(),
-        vlans: vlans.to_vec(),
-        pvid,
-    };
+    use crate::wire::{MacAddr, Tci};
     let ports = vec![
         port("pt.10", &[(10, true)], Some(10)),
         port("pt.20", &[(20, true), (30, false)], Some(20)),
@@ -509,30 +517,19 @@ pub fn sub_interface_scenario() -> Scenario {
     ];
     let tag = |vid| Tci::new(0, false, vid);
     let mac = |n: u8| MacAddr([2, 0, 0, 0, 1, n]);
-    let rows: Vec<(&str, u8, Vec<Tci>)> = vec![
-        ("pt", 1, vec![tag(10)]), // rule 6 / I3: into VLAN 10 untagged
-        ("pt", 1, vec![Tci::new(5, false, 20)]), // I3: PCP of the sub-interface tag is not kept
-        ("px", 2, vec![]),        // rule 9 / E4: leaves pt tagged 10
-        ("py", 3, vec![tag(30)]), // rule 10 / E5: leaves pt double-tagged 20+30
-        ("py", 3, vec![tag(20)]), // E4 on pt.20
-        ("pt", 1, vec![tag(20), tag(30)]), // I3: inner tag 30 classifies
-        ("pt", 1, vec![tag(40)]), // no sub-interface, no trunk: dropped
-        ("pt", 1, vec![]),        // untagged on pt: no trunk port
-    ];
-    let frames = rows
-        .into_iter()
-        .enumerate()
-        .map(|(n, (interface, src, tags))| ScenarioFrame {
-            interface: interface.into(),
-            bytes: tags
-                .iter()
-                .fold(FrameBuilder::new(MacAddr::BROADCAST, mac(src)), |b, t| {
-                    b.tag(*t)
-                })
-                .payload(format!("xbridge-conformance subif {}", n + 1).as_bytes())
-                .build(),
-        })
-        .collect();
+    let frames = broadcast_rows(
+        "subif",
+        vec![
+            ("pt", mac(1), vec![tag(10)]), // rule 6 / I3: into VLAN 10 untagged
+            ("pt", mac(1), vec![Tci::new(5, false, 20)]), // I3: the sub-interface tag's PCP is not kept
+            ("px", mac(2), vec![]),                       // rule 9 / E4: leaves pt tagged 10
+            ("py", mac(3), vec![tag(30)]), // rule 10 / E5: leaves pt double-tagged 20+30
+            ("py", mac(3), vec![tag(20)]), // E4 on pt.20
+            ("pt", mac(1), vec![tag(20), tag(30)]), // I3: the inner tag 30 classifies
+            ("pt", mac(1), vec![tag(40)]), // no sub-interface, no trunk: dropped
+            ("pt", mac(1), vec![]),        // untagged on pt: no trunk port
+        ],
+    );
     Scenario {
         name: "sub-interfaces".into(),
         ports,

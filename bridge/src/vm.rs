@@ -20,7 +20,9 @@ const MODULES: [&str; 7] = [
     "net/8021q/8021q.ko",
     "net/bridge/bridge.ko",
 ];
-const VM_TIMEOUT: Duration = Duration::from_secs(170);
+/// Boot and set-up budget, plus a per-frame budget (TCG is slow).
+const VM_BASE_TIMEOUT: Duration = Duration::from_secs(60);
+const VM_FRAME_TIMEOUT: Duration = Duration::from_millis(40);
 
 /// Why the VM could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +275,8 @@ pub fn run(
         let mut last_error = None;
         for (name, flags) in accelerators {
             let started = Instant::now();
-            match boot(parts, &path, flags) {
+            let frames = scenarios.iter().map(|s| s.frames.len()).sum();
+            match boot(parts, &path, flags, frames) {
                 Ok(console) => {
                     return parse(&console).map(|o| (o, *name, started.elapsed().as_secs_f64()))
                 }
@@ -286,7 +289,13 @@ pub fn run(
     result
 }
 
-fn boot(parts: &VmParts, initrd: &Path, accelerator: &[&str]) -> Result<String, VmError> {
+fn boot(
+    parts: &VmParts,
+    initrd: &Path,
+    accelerator: &[&str],
+    frames: usize,
+) -> Result<String, VmError> {
+    let timeout = VM_BASE_TIMEOUT + VM_FRAME_TIMEOUT * frames as u32;
     let mut child = Command::new(&parts.qemu)
         .args(accelerator)
         .args([
@@ -313,7 +322,7 @@ fn boot(parts: &VmParts, initrd: &Path, accelerator: &[&str]) -> Result<String, 
         let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
         text
     });
-    let deadline = Instant::now() + VM_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().map_err(io("waiting for qemu"))? {
             let console = reader.join().unwrap_or_default();
@@ -334,7 +343,7 @@ fn boot(parts: &VmParts, initrd: &Path, accelerator: &[&str]) -> Result<String, 
             let _ = child.wait();
             return Err(VmError::NoReport(format!(
                 "no answer within {} s",
-                VM_TIMEOUT.as_secs()
+                timeout.as_secs()
             )));
         }
         std::thread::sleep(Duration::from_millis(50));

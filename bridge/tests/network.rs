@@ -122,14 +122,7 @@ fn kernel_backend_says_when_it_cannot_build_vlans() {
     } else {
         assert!(!out.status.success());
         assert!(stderr.contains("no vlan_filtering"), "{stderr}");
-        let left = std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap();
-        assert!(
-            !String::from_utf8_lossy(&left.stdout).contains(&prefix),
-            "nothing half-applied"
-        );
+        common::assert_no_namespaces_with(&prefix, "nothing half-applied");
     }
 }
 
@@ -716,14 +709,7 @@ fn a_short_bench_measures_both_backends() {
     let svg = std::fs::read_to_string(&plot).unwrap();
     let _ = std::fs::remove_file(&plot);
     assert!(svg.starts_with("<svg") && svg.contains("xbridge") && svg.contains("kernel"));
-    let left = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&left.stdout).contains("xbench-"),
-        "bench left namespaces"
-    );
+    common::assert_no_namespaces_with("xbench-", "the bench");
 }
 
 // The bench sink's sequence checks, on real frames in both payload formats:

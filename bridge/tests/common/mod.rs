@@ -313,3 +313,18 @@ pub fn capture(
     }
     got
 }
+
+/// Fails if any network namespace whose name starts with `prefix` exists.
+pub fn assert_no_namespaces_with(prefix: &str, what: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with(prefix))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "{what}: namespaces left behind: {left:?}");
+}
