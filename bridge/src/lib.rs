@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod config;
 pub mod conformance;
+pub mod conformance_host;
 pub mod dataplane;
 pub mod fdb;
 pub mod pipeline;

@@ -217,6 +217,13 @@ struct PktgenArgs {
 
 #[derive(Debug, Args)]
 struct ConformanceArgs {
+    /// Long mode: also run every scenario through the real xbridge dataplane
+    /// (AF_XDP on veths in namespaces here; needs root) and compare it with the kernel.
+    #[arg(long)]
+    dataplane: bool,
+    /// Run the scenarios of this file (a reproducer) instead of the built-in ones.
+    #[arg(long)]
+    replay: Option<PathBuf>,
     /// Random frames to add (in scenarios of ~100 frames each).
     #[arg(long, default_value_t = 0)]
     random: usize,
@@ -701,27 +708,61 @@ fn conformance(args: ConformanceArgs) -> Result<()> {
         .context("locating xbridge")?
         .with_file_name("xbridge-probe");
     let parts = xbridge::vm::VmParts::find(&probe)?;
-    let mut scenarios = vec![
-        xbridge::conformance::reference_scenario(),
-        xbridge::conformance::sub_interface_scenario(),
-    ];
-    scenarios.extend(xbridge::conformance::random_scenarios(
-        args.seed,
-        args.random,
-    ));
-    let summary = xbridge::conformance::check(&parts, &scenarios)?;
+    let scenarios: Vec<xbridge::conformance::Scenario> = match &args.replay {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a list of scenarios", path.display()))?
+        }
+        None => {
+            let mut scenarios = vec![
+                xbridge::conformance::reference_scenario(),
+                xbridge::conformance::sub_interface_scenario(),
+            ];
+            scenarios.extend(xbridge::conformance::random_scenarios(
+                args.seed,
+                args.random,
+            ));
+            scenarios
+        }
+    };
+    let (outcomes, accelerator, seconds) = xbridge::vm::run(&parts, &scenarios)?;
+    let mut summary = xbridge::conformance::compare_all(&scenarios, &outcomes, |scenario| {
+        scenario.run_pipeline().unwrap_or_default()
+    });
+    summary.accelerator = accelerator.to_string();
+    summary.vm_seconds = seconds;
+    let dataplane = if args.dataplane {
+        let prefix = format!("xc{:x}-", std::process::id() & 0xfff);
+        let mut ours = Vec::new();
+        for scenario in &scenarios {
+            ours.push(xbridge::conformance_host::run_scenario(scenario, &prefix)?);
+        }
+        Some(xbridge::conformance::compare_dataplane(
+            &scenarios, &outcomes, &ours,
+        ))
+    } else {
+        None
+    };
     for mismatch in &summary.mismatches {
         let scenario = scenarios
             .iter()
             .find(|s| s.name == mismatch.scenario)
             .expect("known");
-        let path = xbridge::vm::write_reproducer(&args.reproducers, scenario)?;
+        // Minimal: the frames up to the mismatching one (earlier frames
+        // build the FDB it depends on), nothing after.
+        let mut minimal = scenario.clone();
+        minimal.name = format!("{}-frame-{}", scenario.name, mismatch.frame + 1);
+        minimal.frames.truncate(mismatch.frame + 1);
+        let path = xbridge::vm::write_reproducer(&args.reproducers, &minimal)?;
         eprintln!(
-            "mismatch: {} frame {} sent on {}: {}\n  xbridge: {:?}\n  kernel:  {:?}\n  reproducer: {}",
+            "mismatch: {} frame {} sent on {}: {}\n  ports: {:?}\n  xbridge: {:?}\n  kernel:  {:?}\n  replay: xbridge conformance --replay {}",
             mismatch.scenario,
             mismatch.frame + 1,
             mismatch.sent_on,
             mismatch.sent,
+            mismatch.config,
             mismatch.xbridge.0,
             mismatch.kernel.0,
             path.display()
@@ -731,15 +772,69 @@ fn conformance(args: ConformanceArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!(
-            "kernel in VM ({}, {:.1} s): {} scenario(s), {} frames, {} agree, {} known deviation(s) {:?}, {} mismatch(es)",
+            "kernel: {} in a VM ({}, {:.1} s)",
+            parts.kernel.display(),
             summary.accelerator,
-            summary.vm_seconds,
-            summary.scenarios,
-            summary.frames,
-            summary.agreements,
-            summary.deviations.values().sum::<usize>(),
-            summary.deviations,
-            summary.mismatches.len()
+            summary.vm_seconds
+        );
+        println!("{:<28}{:>10}", "scenarios", summary.scenarios);
+        println!("{:<28}{:>10}", "frames", summary.frames);
+        println!("{:<28}{:>10}", "agreements", summary.agreements);
+        for (rule, count) in &summary.deviations {
+            println!("{:<28}{:>10}", format!("deviation: {rule}"), count);
+        }
+        println!("{:<28}{:>10}", "mismatches", summary.mismatches.len());
+        println!(
+            "{:<28}{:>10}",
+            "fdb mismatches",
+            summary.fdb_mismatches.len()
+        );
+        if let Some(dataplane) = &dataplane {
+            println!("real dataplane (AF_XDP on veths) against the kernel:");
+            println!("{:<28}{:>10}", "  agreements", dataplane.agreements);
+            for (rule, count) in &dataplane.deviations {
+                println!("{:<28}{:>10}", format!("  deviation: {rule}"), count);
+            }
+            println!("{:<28}{:>10}", "  mismatches", dataplane.mismatches.len());
+            println!(
+                "{:<28}{:>10}",
+                "  fdb mismatches",
+                dataplane.fdb_mismatches.len()
+            );
+        }
+    }
+    if let Some(dataplane) = &dataplane {
+        for mismatch in &dataplane.mismatches {
+            eprintln!(
+                "dataplane mismatch: {} frame {} sent on {}: {}\n  xbridge: {:?}\n  kernel:  {:?}",
+                mismatch.scenario,
+                mismatch.frame + 1,
+                mismatch.sent_on,
+                mismatch.sent,
+                mismatch.xbridge.0,
+                mismatch.kernel.0
+            );
+        }
+        for fdb in &dataplane.fdb_mismatches {
+            eprintln!(
+                "dataplane fdb mismatch: {}: only on xbridge {:?}, only on the kernel {:?}",
+                fdb.scenario, fdb.only_xbridge, fdb.only_kernel
+            );
+        }
+        if !dataplane.mismatches.is_empty() || !dataplane.fdb_mismatches.is_empty() {
+            bail!("the real dataplane disagrees with the kernel");
+        }
+    }
+    for fdb in &summary.fdb_mismatches {
+        eprintln!(
+            "fdb mismatch: {}: only on xbridge {:?}, only on the kernel {:?}",
+            fdb.scenario, fdb.only_xbridge, fdb.only_kernel
+        );
+    }
+    if !summary.fdb_mismatches.is_empty() {
+        bail!(
+            "{} scenario(s) ended with different FDBs",
+            summary.fdb_mismatches.len()
         );
     }
     if !summary.mismatches.is_empty() {

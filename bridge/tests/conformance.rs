@@ -53,6 +53,15 @@ fn xbridge_agrees_with_the_linux_bridge() {
         "mismatches (replay with `xbridge conformance --random {RANDOM_FRAMES} --seed {SEED}`): {:#?}",
         summary.mismatches
     );
+    assert!(
+        summary.fdb_mismatches.is_empty(),
+        "FDBs differ: {:#?}",
+        summary.fdb_mismatches
+    );
+    assert!(
+        outcomes.iter().any(|o| !o.fdb.is_empty()),
+        "the kernel learned something"
+    );
     // The A-E table: everything agrees but row 4 at port D (spec I4).
     let reference = conformance::compare_all(&scenarios[..1], &outcomes[..1], |s| {
         s.run_pipeline().unwrap()
@@ -88,5 +97,54 @@ fn xbridge_agrees_with_the_linux_bridge() {
     assert_eq!(
         drop_everything.mismatches.len(),
         forwarded(&outcomes) - drop_everything.deviations.values().sum::<usize>()
+    );
+}
+
+// The long mode: the real AF_XDP dataplane on veths against the kernel.
+#[test]
+fn the_real_dataplane_agrees_with_the_linux_bridge() {
+    let Some(parts) = parts() else { return };
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        if std::env::var("XBRIDGE_REQUIRE_PRIV").as_deref() == Ok("1") {
+            panic!("the long mode needs root and XBRIDGE_REQUIRE_PRIV=1");
+        }
+        eprintln!("SKIP the_real_dataplane_agrees_with_the_linux_bridge: not root");
+        return;
+    }
+    let mut scenarios = vec![
+        conformance::reference_scenario(),
+        conformance::sub_interface_scenario(),
+    ];
+    scenarios.extend(conformance::random_scenarios(SEED + 1, 100));
+    let (kernel, _, _) = xbridge::vm::run(&parts, &scenarios).expect("the VM answers");
+    let prefix = format!("xt{:x}-", std::process::id() & 0xfff);
+    let ours: Vec<_> = scenarios
+        .iter()
+        .map(|s| xbridge::conformance_host::run_scenario(s, &prefix).expect("the dataplane runs"))
+        .collect();
+    let summary = conformance::compare_dataplane(&scenarios, &kernel, &ours);
+    assert_eq!(summary.frames, 11 + 8 + 100);
+    assert!(summary.mismatches.is_empty(), "{:#?}", summary.mismatches);
+    assert!(
+        summary.fdb_mismatches.is_empty(),
+        "{:#?}",
+        summary.fdb_mismatches
+    );
+    assert_eq!(summary.deviations.get("asymmetric-pvid"), Some(&1));
+    // It really forwarded: the dataplane emitted frames for most rows of A-E.
+    assert!(ours[0].frames.iter().filter(|f| !f.0.is_empty()).count() >= 8);
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains(&prefix),
+        "namespaces left behind"
     );
 }
