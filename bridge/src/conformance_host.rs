@@ -14,7 +14,7 @@ use crate::topo::{self, Backend};
 use crate::topology::{BridgeSpec, Endpoint, Host, HostInterface, Link, Topology};
 
 /// After the last copy of a frame, how long the ports must stay silent.
-const QUIET: Duration = Duration::from_millis(40);
+const QUIET: Duration = Duration::from_millis(60);
 /// The most a frame may take to come out.
 const LONGEST: Duration = Duration::from_millis(600);
 /// Bytes at the end of a frame that identify it (its payload's marker):

@@ -260,8 +260,13 @@ pub fn run(
     scenarios: &[Scenario],
 ) -> Result<(Vec<Outcome>, &'static str, f64), VmError> {
     let image = initramfs(parts, scenarios)?;
-    let path =
-        std::env::temp_dir().join(format!("xbridge-conformance-{}.cpio", std::process::id()));
+    // Unique per run: one process may boot several VMs at once.
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "xbridge-conformance-{}-{run}.cpio",
+        std::process::id()
+    ));
     std::fs::write(&path, &image).map_err(io(path.display().to_string()))?;
     let result = (|| {
         let accelerators: &[(&'static str, &[&str])] = if Path::new("/dev/kvm").exists() {

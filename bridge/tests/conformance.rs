@@ -9,6 +9,10 @@ use xbridge::conformance::{self, Emitted};
 use xbridge::vm::VmParts;
 
 const SEED: u64 = 2026;
+
+/// The VM tests take turns: two software-emulated VMs and a dataplane on
+/// two cores would only make each slower.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const RANDOM_FRAMES: usize = 500;
 
 fn parts() -> Option<VmParts> {
@@ -36,6 +40,7 @@ fn forwarded(outcomes: &[conformance::Outcome]) -> usize {
 #[test]
 fn xbridge_agrees_with_the_linux_bridge() {
     let Some(parts) = parts() else { return };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut scenarios = vec![
         conformance::reference_scenario(),
         conformance::sub_interface_scenario(),
@@ -104,6 +109,7 @@ fn xbridge_agrees_with_the_linux_bridge() {
 #[test]
 fn the_real_dataplane_agrees_with_the_linux_bridge() {
     let Some(parts) = parts() else { return };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()

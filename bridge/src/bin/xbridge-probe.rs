@@ -57,7 +57,11 @@ fn learned() -> Result<Vec<xbridge::conformance::FdbRow>, String> {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("bridge fdb show: {e}"))?;
     let mut rows = Vec::new();
     for entry in entries {
-        let dynamic = entry.get("state").and_then(|s| s.as_str()).unwrap_or("") == "";
+        let dynamic = entry
+            .get("state")
+            .and_then(|s| s.as_str())
+            .unwrap_or("")
+            .is_empty();
         let on_port = entry.get("master").and_then(|m| m.as_str()) == Some("br0");
         let flags = entry
             .get("flags")
