@@ -253,9 +253,9 @@ pub struct Deviation {
     pub reason: String,
 }
 
-/// One frame's comparison.
+/// How one frame's two outcomes compare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Verdict2 {
+pub enum Comparison {
     Agree,
     Deviation(Deviation),
     Mismatch,
@@ -276,9 +276,9 @@ pub enum Verdict2 {
 ///   on Linux (net/core/dev.c strips the 802.1p header and retries the VLAN
 ///   device lookup); the spec gives `IF.N` only frames whose outer tag is N,
 ///   so xbridge hands it to the trunk port of IF, or drops it (`no_port`).
-pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Emitted) -> Verdict2 {
+pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Emitted) -> Comparison {
     if xbridge == kernel {
-        return Verdict2::Agree;
+        return Comparison::Agree;
     }
     if let Some(frame) = scenario.frames.get(index) {
         let parsed = wire::EthernetFrame::new_checked(&frame.bytes).ok();
@@ -287,7 +287,7 @@ pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Em
         if let (Some(outer), Some(inner)) = (outer, inner) {
             let sub_interface = format!("{}.{}", frame.interface, inner.vid());
             if outer.vid() == 0 && scenario.ports.iter().any(|p| p.name == sub_interface) {
-                return Verdict2::Deviation(Deviation {
+                return Comparison::Deviation(Deviation {
                     rule: "priority-tag-before-sub-interface",
                     reason: "Linux retries the VLAN device lookup with the inner tag after a priority tag".into(),
                 });
@@ -306,12 +306,12 @@ pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Em
     }
     explained &= xbridge.keys().all(|k| kernel.get(k) == xbridge.get(k));
     if explained {
-        Verdict2::Deviation(Deviation {
+        Comparison::Deviation(Deviation {
             rule: "asymmetric-pvid",
             reason: "Linux makes a PVID a member; xbridge lets no frame of a non-member PVID leave (spec I4)".into(),
         })
     } else {
-        Verdict2::Mismatch
+        Comparison::Mismatch
     }
 }
 
@@ -378,17 +378,6 @@ pub fn reference_scenario() -> Scenario {
     }
 }
 
-/// Whether `kind` names a port kind the kernel side needs 8021q for.
-pub fn needs_8021q(scenario: &Scenario) -> bool {
-    scenario
-        .bridge_config()
-        .map(|c| {
-            c.ports
-                .iter()
-                .any(|p| matches!(p.kind, PortKind::SubInterface { .. }))
-        })
-        .unwrap_or(false)
-}
 
 #[cfg(test)]
 mod tests {
@@ -428,13 +417,13 @@ mod tests {
             .collect();
         assert!(matches!(
             compare(&scenario, 0, &ours[0], &kernel),
-            Verdict2::Deviation(Deviation {
+            Comparison::Deviation(Deviation {
                 rule: "priority-tag-before-sub-interface",
                 ..
             })
         ));
         // Without a sub-interface for the inner VID it is a mismatch.
-        assert_eq!(compare(&scenario, 1, &ours[1], &kernel), Verdict2::Mismatch);
+        assert_eq!(compare(&scenario, 1, &ours[1], &kernel), Comparison::Mismatch);
     }
 
     #[test]
@@ -487,16 +476,16 @@ mod tests {
         kernel.insert("pd".into(), vec![vec![1, 2, 3]]);
         assert!(matches!(
             compare(&scenario, 3, &ours[3], &kernel),
-            Verdict2::Deviation(_)
+            Comparison::Deviation(_)
         ));
         // The same extra frame on a symmetric port is a mismatch.
         let mut kernel = ours[3].clone();
         kernel.insert("pc".into(), vec![vec![1, 2, 3]]);
-        assert_eq!(compare(&scenario, 3, &ours[3], &kernel), Verdict2::Mismatch);
+        assert_eq!(compare(&scenario, 3, &ours[3], &kernel), Comparison::Mismatch);
         // Missing a frame xbridge sends is a mismatch too.
         let mut kernel = ours[0].clone();
         kernel.remove("pe");
-        assert_eq!(compare(&scenario, 0, &ours[0], &kernel), Verdict2::Mismatch);
+        assert_eq!(compare(&scenario, 0, &ours[0], &kernel), Comparison::Mismatch);
     }
 }
 
@@ -575,14 +564,14 @@ pub fn compare_all(
                 .map(|(k, v)| (k.clone(), v.iter().filter_map(|h| unhex(h)).collect()))
                 .collect();
             match compare(scenario, index, ours, &kernel) {
-                Verdict2::Agree => summary.agreements += 1,
-                Verdict2::Deviation(deviation) => {
+                Comparison::Agree => summary.agreements += 1,
+                Comparison::Deviation(deviation) => {
                     *summary
                         .deviations
                         .entry(deviation.rule.to_string())
                         .or_default() += 1
                 }
-                Verdict2::Mismatch => summary.mismatches.push(Mismatch {
+                Comparison::Mismatch => summary.mismatches.push(Mismatch {
                     scenario: scenario.name.clone(),
                     frame: index,
                     config: scenario.ports.clone(),
