@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BridgeConfig, EgressMode, PortConfig, PortKind, Vid};
+use crate::config::{BridgeConfig, EgressMode, PortConfig, Vid};
 use crate::fdb::{Fdb, Millis};
 use crate::pipeline::{Pipeline, Verdict};
 use crate::wire;
