@@ -276,7 +276,12 @@ pub enum Comparison {
 ///   on Linux (net/core/dev.c strips the 802.1p header and retries the VLAN
 ///   device lookup); the spec gives `IF.N` only frames whose outer tag is N,
 ///   so xbridge hands it to the trunk port of IF, or drops it (`no_port`).
-pub fn compare(scenario: &Scenario, index: usize, xbridge: &Emitted, kernel: &Emitted) -> Comparison {
+pub fn compare(
+    scenario: &Scenario,
+    index: usize,
+    xbridge: &Emitted,
+    kernel: &Emitted,
+) -> Comparison {
     if xbridge == kernel {
         return Comparison::Agree;
     }
@@ -378,7 +383,6 @@ pub fn reference_scenario() -> Scenario {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,7 +427,10 @@ mod tests {
             })
         ));
         // Without a sub-interface for the inner VID it is a mismatch.
-        assert_eq!(compare(&scenario, 1, &ours[1], &kernel), Comparison::Mismatch);
+        assert_eq!(
+            compare(&scenario, 1, &ours[1], &kernel),
+            Comparison::Mismatch
+        );
     }
 
     #[test]
@@ -481,11 +488,17 @@ mod tests {
         // The same extra frame on a symmetric port is a mismatch.
         let mut kernel = ours[3].clone();
         kernel.insert("pc".into(), vec![vec![1, 2, 3]]);
-        assert_eq!(compare(&scenario, 3, &ours[3], &kernel), Comparison::Mismatch);
+        assert_eq!(
+            compare(&scenario, 3, &ours[3], &kernel),
+            Comparison::Mismatch
+        );
         // Missing a frame xbridge sends is a mismatch too.
         let mut kernel = ours[0].clone();
         kernel.remove("pe");
-        assert_eq!(compare(&scenario, 0, &ours[0], &kernel), Comparison::Mismatch);
+        assert_eq!(
+            compare(&scenario, 0, &ours[0], &kernel),
+            Comparison::Mismatch
+        );
     }
 }
 
