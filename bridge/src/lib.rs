@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod conformance;
 pub mod conformance_host;
+pub mod control;
 pub mod dataplane;
 pub mod fdb;
 pub mod pipeline;

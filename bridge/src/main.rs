@@ -49,6 +49,19 @@ enum Command {
     Run(RunArgs),
     /// Show the counters of a running bridge (per port rx/tx, drops by reason, XDP program counters).
     Stats(StatsArgs),
+    /// The forwarding database of a running bridge, like bridge(8)'s `fdb`.
+    ///
+    ///   xbridge fdb show [dev PORT] [vlan V] [-j]
+    ///   xbridge fdb add MAC dev PORT [vlan V]     (a static entry)
+    ///   xbridge fdb del MAC [vlan V]
+    ///   xbridge fdb flush [dev PORT]              (dynamic entries)
+    #[command(verbatim_doc_comment)]
+    Fdb(RuntimeArgs),
+    /// The VLANs of a running bridge's ports, like bridge(8)'s `vlan show`.
+    ///
+    ///   xbridge vlan show [dev PORT] [-j]
+    #[command(verbatim_doc_comment)]
+    Vlan(RuntimeArgs),
     /// Bring up two namespaces behind xbridge, ping across, show the counters, tear down.
     Demo,
     /// Measure xbridge against the Linux kernel bridge on the same topology.
@@ -239,6 +252,19 @@ struct ConformanceArgs {
 }
 
 #[derive(Debug, Args)]
+struct RuntimeArgs {
+    /// The bridge (may be left out when exactly one runs).
+    #[arg(long)]
+    bridge: Option<String>,
+    /// JSON output.
+    #[arg(short, long)]
+    json: bool,
+    /// The action and its arguments, as with bridge(8).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    words: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 struct StatsArgs {
     /// The bridge (may be left out when exactly one runs).
     #[arg(long)]
@@ -286,6 +312,8 @@ fn dispatch(command: Command, prefix: &str) -> Result<()> {
         Command::Topo(TopoCommand::Check { file, json }) => topo_check(load(&file)?, &file, json),
         Command::Run(args) => run(load(&args.file)?, args),
         Command::Stats(args) => stats(args),
+        Command::Fdb(args) => fdb(args),
+        Command::Vlan(args) => vlan(args),
         Command::Demo => demo(),
         Command::Bench(args) => bench(args),
         Command::Pktgen(args) => pktgen(args),
@@ -459,21 +487,190 @@ fn run(topology: Topology, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn stats(args: StatsArgs) -> Result<()> {
-    let bridge = match args.bridge {
-        Some(bridge) => bridge,
-        None => {
-            let running = runtime::running_bridges();
-            match running.as_slice() {
-                [one] => one.clone(),
-                [] => bail!("no bridge is running (start one with `xbridge run FILE`)"),
-                many => bail!(
-                    "several bridges run ({}); pick one with --bridge",
-                    many.join(", ")
-                ),
+/// `--bridge`, or the one running bridge.
+fn which_bridge(named: Option<String>) -> Result<String> {
+    if let Some(bridge) = named {
+        return Ok(bridge);
+    }
+    let running = runtime::running_bridges();
+    match running.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no bridge is running (start one with `xbridge run FILE`)"),
+        many => bail!(
+            "several bridges run ({}); pick one with --bridge",
+            many.join(", ")
+        ),
+    }
+}
+
+/// Keyword arguments as bridge(8) takes them: `dev PORT`, `vlan V`, and
+/// one bare word (a MAC) where the action takes it.
+#[derive(Debug, Default)]
+struct Words {
+    dev: Option<String>,
+    vlan: Option<u16>,
+    bare: Option<String>,
+}
+
+fn parse_words(words: &[String], takes_bare: bool) -> Result<Words> {
+    let mut parsed = Words::default();
+    let mut rest = words.iter();
+    while let Some(word) = rest.next() {
+        match word.as_str() {
+            "dev" => parsed.dev = Some(rest.next().context("`dev` needs a port name")?.clone()),
+            "vlan" | "vid" => {
+                let text = rest.next().context("`vlan` needs a VLAN ID")?;
+                let vid: i64 = text
+                    .parse()
+                    .with_context(|| format!("`{text}` is not a VLAN ID"))?;
+                parsed.vlan = Some(xbridge::config::Vid::new(vid)?.get());
+            }
+            other if takes_bare && parsed.bare.is_none() => parsed.bare = Some(other.to_string()),
+            other => bail!("unexpected `{other}`"),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Lets `-j`/`--json` and `--bridge NAME` stand anywhere among the words,
+/// as people type them after the action.
+fn normalise(mut args: RuntimeArgs) -> Result<RuntimeArgs> {
+    let mut words = Vec::new();
+    let mut rest = args.words.into_iter();
+    while let Some(word) = rest.next() {
+        match word.as_str() {
+            "-j" | "--json" => args.json = true,
+            "--bridge" => args.bridge = Some(rest.next().context("--bridge needs a name")?),
+            _ => words.push(word),
+        }
+    }
+    args.words = words;
+    Ok(args)
+}
+
+fn ask(bridge: &str, request: &xbridge::control::Request) -> Result<xbridge::control::Response> {
+    match xbridge::control::request(bridge, request)? {
+        xbridge::control::Response::Error { message } => bail!("bridge {bridge}: {message}"),
+        ok => Ok(ok),
+    }
+}
+
+fn fdb(args: RuntimeArgs) -> Result<()> {
+    use xbridge::control::{Request, Response};
+    let args = normalise(args)?;
+    let bridge = which_bridge(args.bridge)?;
+    let (action, words) = args
+        .words
+        .split_first()
+        .context("fdb needs an action: show, add, del or flush")?;
+    match action.as_str() {
+        "show" => {
+            let words = parse_words(words, false)?;
+            let Response::Ok {
+                fdb: Some(mut rows),
+                ..
+            } = ask(&bridge, &Request::FdbShow)?
+            else {
+                bail!("bridge {bridge}: no FDB in the answer");
+            };
+            rows.retain(|r| {
+                words.dev.as_ref().is_none_or(|d| &r.port == d)
+                    && words.vlan.is_none_or(|v| r.vlan == v)
+            });
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for row in rows {
+                    let kind = if row.is_static {
+                        "static".to_string()
+                    } else {
+                        format!("{}s", row.age.unwrap_or(0))
+                    };
+                    println!("{} dev {} vlan {} {kind}", row.mac, row.port, row.vlan);
+                }
             }
         }
+        "add" => {
+            let words = parse_words(words, true)?;
+            let mac = words.bare.context("fdb add needs a MAC")?;
+            let port = words.dev.context("fdb add needs `dev PORT`")?;
+            ask(
+                &bridge,
+                &Request::FdbAdd {
+                    mac,
+                    port,
+                    vlan: words.vlan,
+                },
+            )?;
+        }
+        "del" => {
+            let words = parse_words(words, true)?;
+            let mac = words.bare.context("fdb del needs a MAC")?;
+            ask(
+                &bridge,
+                &Request::FdbDel {
+                    mac,
+                    vlan: words.vlan,
+                },
+            )?;
+        }
+        "flush" => {
+            let words = parse_words(words, false)?;
+            if let Response::Ok {
+                removed: Some(n), ..
+            } = ask(&bridge, &Request::FdbFlush { port: words.dev })?
+            {
+                println!(
+                    "{n} dynamic entr{} removed",
+                    if n == 1 { "y" } else { "ies" }
+                );
+            }
+        }
+        other => bail!("unknown fdb action `{other}` (show, add, del, flush)"),
+    }
+    Ok(())
+}
+
+fn vlan(args: RuntimeArgs) -> Result<()> {
+    use xbridge::control::{Request, Response};
+    let args = normalise(args)?;
+    let bridge = which_bridge(args.bridge)?;
+    let (action, words) = args
+        .words
+        .split_first()
+        .context("vlan needs an action: show")?;
+    if action != "show" {
+        bail!("`xbridge vlan {action}` is not available yet; only `vlan show` (VLANs change with the topology file)");
+    }
+    let words = parse_words(words, false)?;
+    let Response::Ok {
+        vlans: Some(mut rows),
+        ..
+    } = ask(&bridge, &Request::VlanShow)?
+    else {
+        bail!("bridge {bridge}: no VLANs in the answer");
     };
+    rows.retain(|r| words.dev.as_ref().is_none_or(|d| &r.port == d));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<12} vlan-id", "port");
+        for row in rows {
+            let mut flags = Vec::new();
+            if row.pvid {
+                flags.push("PVID");
+            }
+            if row.untagged {
+                flags.push("Egress Untagged");
+            }
+            println!("{:<12} {} {}", row.port, row.vlan, flags.join(" "));
+        }
+    }
+    Ok(())
+}
+
+fn stats(args: StatsArgs) -> Result<()> {
+    let bridge = which_bridge(args.bridge)?;
     let path = runtime::stats_path(&bridge);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("no stats for bridge {bridge} ({})", path.display()))?;

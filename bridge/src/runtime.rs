@@ -86,10 +86,12 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// A set of started bridges, stopped together.
+/// A set of started bridges, stopped together, each with its control socket.
 #[derive(Debug)]
 pub struct Running {
-    bridges: Vec<Dataplane>,
+    bridges: Vec<Arc<Dataplane>>,
+    control_stop: Arc<AtomicBool>,
+    control: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -116,7 +118,12 @@ impl Running {
             path: RUN_DIR.into(),
             source,
         })?;
-        let mut bridges = Vec::new();
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let mut running = Running {
+            bridges: Vec::new(),
+            control_stop: control_stop.clone(),
+            control: Vec::new(),
+        };
         for spec in specs {
             let options = RunOptions {
                 namespace: spec.namespace.clone(),
@@ -136,12 +143,21 @@ impl Running {
                     source,
                 },
             )?;
-            bridges.push(dataplane);
+            let dataplane = Arc::new(dataplane);
+            let control =
+                crate::control::serve(dataplane.clone(), control_stop.clone()).map_err(|source| {
+                    RunError::State {
+                        path: crate::control::socket_path(&spec.config.name),
+                        source,
+                    }
+                });
+            running.bridges.push(dataplane);
+            running.control.push(control?);
         }
-        Ok(Running { bridges })
+        Ok(running)
     }
 
-    pub fn bridges(&self) -> &[Dataplane] {
+    pub fn bridges(&self) -> &[Arc<Dataplane>] {
         &self.bridges
     }
 
@@ -174,24 +190,38 @@ impl Running {
     /// Stops every bridge and removes what it published; returns the final
     /// stats.
     pub fn stop(mut self) -> Vec<BridgeStats> {
+        self.stop_control();
         std::mem::take(&mut self.bridges)
             .into_iter()
             .map(|bridge| {
-                let stats = bridge.stop();
+                let stats = match Arc::try_unwrap(bridge) {
+                    Ok(bridge) => bridge.stop(),
+                    // Only the control threads share it, and they are gone.
+                    Err(shared) => shared.stats(),
+                };
                 remove_published(&stats.bridge);
                 stats
             })
             .collect()
     }
+
+    fn stop_control(&mut self) {
+        self.control_stop.store(true, Ordering::Relaxed);
+        for handle in self.control.drain(..) {
+            let _ = handle.join();
+        }
+    }
 }
 
 fn remove_published(bridge: &str) {
+    let _ = std::fs::remove_file(crate::control::socket_path(bridge));
     let _ = std::fs::remove_file(pid_path(bridge));
     let _ = std::fs::remove_file(stats_path(bridge));
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.stop_control();
         for bridge in &self.bridges {
             remove_published(&bridge.pipeline().config().name);
         }

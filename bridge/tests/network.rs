@@ -538,6 +538,10 @@ fn sigterm_detaches_everything_and_exits_zero() {
     );
     assert!(lab.xdp_attached(&bridge_ns).is_empty(), "XDP left attached");
     assert!(!xbridge::runtime::pid_path(&lab.bridge("br0")).exists());
+    assert!(
+        !xbridge::control::socket_path(&lab.bridge("br0")).exists(),
+        "control socket left"
+    );
     assert!(!lab.ping("ns1", "192.168.50.2", 1), "no bridge, no ping");
 }
 
@@ -780,4 +784,112 @@ fn the_bench_sink_counts_loss_reordering_and_duplicates() {
     );
     // Latency is recorded for our frames only (pktgen's clock differs).
     assert_eq!(counts.latency.iter().sum::<u64>(), 6);
+}
+
+// Runtime control: `fdb` and `vlan show` against a running bridge through
+// its control socket.
+#[test]
+fn fdb_and_vlan_commands_work_against_a_running_bridge() {
+    let Some(lab) = Lab::running(
+        "fdb_and_vlan_commands_work_against_a_running_bridge",
+        "topologies/two-namespaces.toml",
+        &["br0"],
+        &[],
+    ) else {
+        return;
+    };
+    let bridge = lab.bridge("br0");
+    assert!(lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)));
+    let socket = xbridge::control::socket_path(&bridge);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let show = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["fdb", "show", "-j", "--bridge", &bridge];
+        args.extend_from_slice(extra);
+        let out = common::xbridge(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let learned = show(&[]);
+    let ports: Vec<&str> = learned
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["port"].as_str().unwrap())
+        .collect();
+    assert!(ports.contains(&"p1") && ports.contains(&"p2"), "{learned}");
+    assert!(show(&["dev", "p1"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["port"] == "p1"));
+
+    let run = |args: &[&str]| common::xbridge(&[args, &["--bridge", &bridge]].concat());
+    let out = run(&["fdb", "add", "02:00:00:00:00:99", "dev", "p2", "vlan", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["fdb", "flush"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.starts_with("0 "), "the learned entries went: {text}");
+    let after = show(&[]);
+    let rows = after.as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["mac"] == "02:00:00:00:00:99" && r["static"] == true && r["port"] == "p2"),
+        "static entries survive a flush: {after}"
+    );
+    assert!(run(&["fdb", "del", "02:00:00:00:00:99", "vlan", "1"])
+        .status
+        .success());
+    assert!(!show(&[])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["mac"] == "02:00:00:00:00:99"));
+
+    // Bad input: a clear line and a non-zero exit.
+    let out = run(&[
+        "fdb",
+        "add",
+        "02:00:00:00:00:98",
+        "dev",
+        "nope",
+        "vlan",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no port nope"));
+    let out = run(&[
+        "fdb",
+        "add",
+        "02:00:00:00:00:98",
+        "dev",
+        "p1",
+        "vlan",
+        "4095",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside 1..=4094"));
+
+    let out = run(&["vlan", "show", "-j"]);
+    assert!(out.status.success());
+    let vlans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vlans.as_array().unwrap().len(), 2, "{vlans}");
+    assert!(vlans
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["vlan"] == 1 && v["pvid"] == true && v["untagged"] == true));
 }
