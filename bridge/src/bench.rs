@@ -102,12 +102,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
     move |source| BenchError::Io { what, source }
 }
 
-/// Only one benchmark at a time: `/run/xbridge/bench.pid` names the live one.
+/// Only one benchmark at a time: `/run/xbridge/bench.lock` holds its pid
+/// (not `.pid`: that suffix names running bridges).
 struct BenchLock(PathBuf);
 
 impl BenchLock {
     fn take() -> Result<BenchLock, BenchError> {
-        let path = Path::new(crate::runtime::RUN_DIR).join("bench.pid");
+        let path = Path::new(crate::runtime::RUN_DIR).join("bench.lock");
         std::fs::create_dir_all(crate::runtime::RUN_DIR).map_err(io(crate::runtime::RUN_DIR))?;
         let holder = std::fs::read_to_string(&path)
             .ok()

@@ -102,7 +102,7 @@ pub fn handle(bridge: &Dataplane, request: Request) -> Response {
     let port_id = |name: &str| {
         config
             .port_id(name)
-            .ok_or_else(|| format!("bridge {} has no port {name}", config.name))
+            .ok_or_else(|| format!("no port {name}"))
     };
     let vid_of = |vlan: Option<u16>| -> Result<u16, String> {
         match (config.vlan_filtering, vlan) {

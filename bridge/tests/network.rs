@@ -870,7 +870,7 @@ fn fdb_and_vlan_commands_work_against_a_running_bridge() {
         "1",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no port nope"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(": no port nope"));
     let out = run(&[
         "fdb",
         "add",
