@@ -70,11 +70,7 @@ fn two_namespaces_ping_through_xbridge() {
     ) else {
         return;
     };
-    assert!(
-        lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
-        "{}",
-        lab.log_text()
-    );
+    lab.assert_reaches("ns1", "192.168.50.2");
     assert!(lab.ping("ns1", "192.168.50.2", 5), "5 pings in a row");
     let stats = lab.stats_when("br0", |s| s.ports["p2"].tx_frames >= 5);
     assert!(
@@ -133,7 +129,7 @@ fn two_namespaces_ping_through_the_kernel_bridge() {
         return;
     }
     let lab = Lab::up("topologies/two-namespaces.toml", "kernel");
-    assert!(lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)));
+    lab.assert_reaches("ns1", "192.168.50.2");
     assert!(lab.xdp_attached(&lab.ns("br0")).is_empty());
 }
 
@@ -148,13 +144,9 @@ fn host_attached_reaches_both_guests() {
     ) else {
         return;
     };
-    assert!(
-        lab.ping_until("host", "192.168.50.11", Duration::from_secs(5)),
-        "{}",
-        lab.log_text()
-    );
-    assert!(lab.ping_until("host", "192.168.50.12", Duration::from_secs(5)));
-    assert!(lab.ping_until("guest1", "192.168.50.12", Duration::from_secs(5)));
+    lab.assert_reaches("host", "192.168.50.11");
+    lab.assert_reaches("host", "192.168.50.12");
+    lab.assert_reaches("guest1", "192.168.50.12");
 }
 
 // spec: F2 (two xbridge bridges joined by a veth pair)
@@ -168,11 +160,7 @@ fn linked_bridges_forward_across_the_veth_between_them() {
     ) else {
         return;
     };
-    assert!(
-        lab.ping_until("left", "192.168.50.2", Duration::from_secs(5)),
-        "{}",
-        lab.log_text()
-    );
+    lab.assert_reaches("left", "192.168.50.2");
     let br1 = lab.stats_when("br1", |s| s.ports["link"].tx_frames > 0);
     let br2 = lab.stats_when("br2", |s| s.ports["link"].rx_frames > 0);
     assert!(br1.ports["link"].tx_frames > 0 && br2.ports["link"].rx_frames > 0);
@@ -189,12 +177,8 @@ fn separated_vlans_ping_inside_and_never_across() {
     ) else {
         return;
     };
-    assert!(
-        lab.ping_until("red1", "192.168.50.2", Duration::from_secs(5)),
-        "{}",
-        lab.log_text()
-    );
-    assert!(lab.ping_until("blue1", "192.168.50.4", Duration::from_secs(5)));
+    lab.assert_reaches("red1", "192.168.50.2");
+    lab.assert_reaches("blue1", "192.168.50.4");
 
     let blue2 = lab.socket("blue2", "eth0");
     blue2.drain();
@@ -529,7 +513,7 @@ fn sigterm_detaches_everything_and_exits_zero() {
         2,
         "both ports have the program while running"
     );
-    assert!(lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)));
+    lab.assert_reaches("ns1", "192.168.50.2");
     assert_eq!(
         lab.stop(),
         Some(0),
@@ -556,11 +540,7 @@ fn two_queues_run_two_workers() {
     ) else {
         return;
     };
-    assert!(
-        lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
-        "{}",
-        lab.log_text()
-    );
+    lab.assert_reaches("ns1", "192.168.50.2");
     let stats = lab.stats_when("brq", |s| {
         s.ports["p1"].rx_frames > 0 && s.ports["p2"].rx_frames > 0
     });
@@ -592,11 +572,7 @@ fn more_workers_than_queues_runs_fewer_and_still_forwards() {
     ) else {
         return;
     };
-    assert!(
-        lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)),
-        "{}",
-        lab.log_text()
-    );
+    lab.assert_reaches("ns1", "192.168.50.2");
     assert_eq!(lab.stats_when("br0", |s| s.workers == 1).workers, 1);
     assert!(
         lab.log_text().contains("running 1 worker(s), not 2"),
@@ -799,7 +775,7 @@ fn fdb_and_vlan_commands_work_against_a_running_bridge() {
         return;
     };
     let bridge = lab.bridge("br0");
-    assert!(lab.ping_until("ns1", "192.168.50.2", Duration::from_secs(5)));
+    lab.assert_reaches("ns1", "192.168.50.2");
     let socket = xbridge::control::socket_path(&bridge);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

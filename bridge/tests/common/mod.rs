@@ -212,6 +212,16 @@ impl Lab {
         false
     }
 
+    /// Fails unless `host` gets a ping reply from `address` within 5 s,
+    /// showing xbridge's log.
+    pub fn assert_reaches(&self, host: &str, address: &str) {
+        assert!(
+            self.ping_until(host, address, Duration::from_secs(5)),
+            "{host} cannot reach {address}; xbridge said: {}",
+            self.log_text()
+        );
+    }
+
     /// `count` pings, one second deadline each; true if all got replies.
     pub fn ping(&self, host: &str, address: &str, count: u32) -> bool {
         Command::new("ip")
