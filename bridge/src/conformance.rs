@@ -75,6 +75,16 @@ impl From<&Emitted> for EmittedHex {
     }
 }
 
+impl EmittedHex {
+    /// Back to bytes (entries that are not hex are skipped).
+    pub fn decode(&self) -> Emitted {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().filter_map(|h| unhex(h)).collect()))
+            .collect()
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -169,27 +179,7 @@ impl Scenario {
 
     /// The FDB xbridge's pipeline holds after all frames, sorted.
     pub fn pipeline_fdb(&self) -> Result<Vec<FdbRow>, crate::config::ConfigError> {
-        let config = self.bridge_config()?;
-        let fdb = Fdb::new(config.fdb_max_learned);
-        let pipeline = Pipeline::new(config);
-        for frame in &self.frames {
-            if let Some(interface) = pipeline.interface_id(&frame.interface) {
-                pipeline.decide(interface, &frame.bytes, &fdb, Millis(0));
-            }
-        }
-        let mut rows: Vec<FdbRow> = fdb
-            .entries()
-            .into_iter()
-            .map(|e| {
-                (
-                    e.mac.to_string(),
-                    e.vid,
-                    pipeline.config().port(e.port).name.clone(),
-                )
-            })
-            .collect();
-        rows.sort();
-        Ok(rows)
+        Ok(self.simulate(|_| {})?.1)
     }
 
     /// The same with the configuration changed by `mutate` first: a
@@ -198,6 +188,15 @@ impl Scenario {
         &self,
         mutate: impl FnOnce(&mut BridgeConfig),
     ) -> Result<Vec<Emitted>, crate::config::ConfigError> {
+        Ok(self.simulate(mutate)?.0)
+    }
+
+    /// Runs every frame through xbridge's pipeline: what each emitted, and
+    /// the FDB at the end (sorted).
+    fn simulate(
+        &self,
+        mutate: impl FnOnce(&mut BridgeConfig),
+    ) -> Result<(Vec<Emitted>, Vec<FdbRow>), crate::config::ConfigError> {
         let mut config = self.bridge_config()?;
         mutate(&mut config);
         let fdb = Fdb::new(config.fdb_max_learned);
@@ -229,7 +228,19 @@ impl Scenario {
             }
             out.push(emitted);
         }
-        Ok(out)
+        let mut rows: Vec<FdbRow> = fdb
+            .entries()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.mac.to_string(),
+                    e.vid,
+                    pipeline.config().port(e.port).name.clone(),
+                )
+            })
+            .collect();
+        rows.sort();
+        Ok((out, rows))
     }
 
     /// Ports whose PVID is not a member: Linux cannot express them (its PVID
@@ -538,6 +549,23 @@ pub struct Mismatch {
     pub kernel: EmittedHex,
 }
 
+/// The difference of two sorted FDBs, if they differ.
+fn fdb_difference(scenario: &str, ours: &[FdbRow], kernel: &[FdbRow]) -> Option<FdbMismatch> {
+    (ours != kernel).then(|| FdbMismatch {
+        scenario: scenario.to_string(),
+        only_xbridge: ours
+            .iter()
+            .filter(|r| !kernel.contains(r))
+            .cloned()
+            .collect(),
+        only_kernel: kernel
+            .iter()
+            .filter(|r| !ours.contains(r))
+            .cloned()
+            .collect(),
+    })
+}
+
 /// Compares the kernel's `outcomes` with what `xbridge` emits for each
 /// scenario (normally `Scenario::run_pipeline`).
 pub fn compare_all(
@@ -553,29 +581,13 @@ pub fn compare_all(
         let ours_fdb = scenario.pipeline_fdb().unwrap_or_default();
         let mut kernel_fdb = outcome.fdb.clone();
         kernel_fdb.sort();
-        if ours_fdb != kernel_fdb {
-            summary.fdb_mismatches.push(FdbMismatch {
-                scenario: scenario.name.clone(),
-                only_xbridge: ours_fdb
-                    .iter()
-                    .filter(|r| !kernel_fdb.contains(r))
-                    .cloned()
-                    .collect(),
-                only_kernel: kernel_fdb
-                    .iter()
-                    .filter(|r| !ours_fdb.contains(r))
-                    .cloned()
-                    .collect(),
-            });
-        }
+        summary
+            .fdb_mismatches
+            .extend(fdb_difference(&scenario.name, &ours_fdb, &kernel_fdb));
         let ours = xbridge(scenario);
         for (index, (ours, kernel_hex)) in ours.iter().zip(&outcome.frames).enumerate() {
             summary.frames += 1;
-            let kernel: Emitted = kernel_hex
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), v.iter().filter_map(|h| unhex(h)).collect()))
-                .collect();
+            let kernel = kernel_hex.decode();
             match compare(scenario, index, ours, &kernel) {
                 Comparison::Agree => summary.agreements += 1,
                 Comparison::Deviation(deviation) => {
@@ -826,17 +838,7 @@ pub fn compare_dataplane(
     dataplane: &[Outcome],
 ) -> Summary {
     let decode = |outcome: &Outcome| -> Vec<Emitted> {
-        outcome
-            .frames
-            .iter()
-            .map(|frame| {
-                frame
-                    .0
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.iter().filter_map(|h| unhex(h)).collect()))
-                    .collect()
-            })
-            .collect()
+        outcome.frames.iter().map(EmittedHex::decode).collect()
     };
     let mut summary = compare_all(scenarios, kernel, |scenario| {
         dataplane
@@ -859,21 +861,9 @@ pub fn compare_dataplane(
             rows
         };
         let (theirs, ours) = (keep(&kernel.fdb), keep(&ours.fdb));
-        if theirs != ours {
-            summary.fdb_mismatches.push(FdbMismatch {
-                scenario: scenario.name.clone(),
-                only_xbridge: ours
-                    .iter()
-                    .filter(|r| !theirs.contains(r))
-                    .cloned()
-                    .collect(),
-                only_kernel: theirs
-                    .iter()
-                    .filter(|r| !ours.contains(r))
-                    .cloned()
-                    .collect(),
-            });
-        }
+        summary
+            .fdb_mismatches
+            .extend(fdb_difference(&scenario.name, &ours, &theirs));
     }
     summary
 }

@@ -330,7 +330,7 @@ fn topo_up(
 ) -> Result<()> {
     if dry_run {
         let caps = match backend {
-            Backend::Kernel if nix_is_root() => topo::kernel_caps(),
+            Backend::Kernel if runtime::is_root() => topo::kernel_caps(),
             _ => topo::KernelCaps::FULL,
         };
         if backend == Backend::Kernel {
@@ -427,16 +427,6 @@ fn topo_check(topology: Topology, file: &Path, json: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|status| {
-            status
-                .lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn run(topology: Topology, args: RunArgs) -> Result<()> {

@@ -48,6 +48,17 @@ pub enum RunError {
     },
 }
 
+/// Whether this process runs with effective UID 0.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 /// The pid recorded for a running `bridge`, if that process is alive.
 pub fn running_pid(bridge: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_path(bridge))

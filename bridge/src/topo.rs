@@ -94,12 +94,18 @@ pub enum TopoError {
     },
 }
 
+/// Where `program` is on PATH, if it is.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
 /// Checks a tool is on PATH.
 pub fn require_tool(program: &'static str, hint: &'static str) -> Result<(), TopoError> {
-    let found = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false);
-    if found {
+    if find_on_path(program).is_some() {
         Ok(())
     } else {
         Err(TopoError::MissingTool { program, hint })

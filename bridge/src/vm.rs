@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::conformance::{Outcome, Scenario};
+use crate::topo::find_on_path;
 
 /// Modules to load, in dependency order.
 const MODULES: [&str; 7] = [
@@ -59,14 +60,6 @@ pub struct VmParts {
 const INSTALL_HINT: &str =
     "apt-get install qemu-system-x86 linux-image-amd64 busybox-static, or run ./setup";
 
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
 impl VmParts {
     /// Finds qemu, a kernel with its modules, busybox and the probe.
     pub fn find(probe: &Path) -> Result<VmParts, VmError> {
@@ -74,7 +67,8 @@ impl VmParts {
             what: what.to_string(),
             hint: INSTALL_HINT,
         };
-        let qemu = on_path("qemu-system-x86_64").ok_or_else(|| missing("qemu-system-x86_64"))?;
+        let qemu =
+            find_on_path("qemu-system-x86_64").ok_or_else(|| missing("qemu-system-x86_64"))?;
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .iter()
             .map(PathBuf::from)
@@ -192,11 +186,11 @@ fn read(path: &Path) -> Result<Vec<u8>, VmError> {
 
 /// The initramfs for `scenarios`.
 pub fn initramfs(parts: &VmParts, scenarios: &[Scenario]) -> Result<Vec<u8>, VmError> {
-    let ip = on_path("ip").ok_or(VmError::Missing {
+    let ip = find_on_path("ip").ok_or(VmError::Missing {
         what: "iproute2's ip".into(),
         hint: INSTALL_HINT,
     })?;
-    let bridge = on_path("bridge").ok_or(VmError::Missing {
+    let bridge = find_on_path("bridge").ok_or(VmError::Missing {
         what: "iproute2's bridge".into(),
         hint: INSTALL_HINT,
     })?;

@@ -110,13 +110,7 @@ fn xbridge_agrees_with_the_linux_bridge() {
 fn the_real_dataplane_agrees_with_the_linux_bridge() {
     let Some(parts) = parts() else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
+    if !xbridge::runtime::is_root() {
         if std::env::var("XBRIDGE_REQUIRE_PRIV").as_deref() == Ok("1") {
             panic!("the long mode needs root and XBRIDGE_REQUIRE_PRIV=1");
         }

@@ -46,21 +46,14 @@ pub fn privileged(test: &str) -> bool {
 }
 
 fn missing_privilege() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
+    if !xbridge::runtime::is_root() {
         return Some("not running as root".into());
     }
     if let Err(err) = xbridge::sys::af_xdp_available() {
         return Some(format!("no AF_XDP sockets: {err}"));
     }
     for tool in ["ip", "ethtool", "ping"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
+        if xbridge::topo::find_on_path(tool).is_none() {
             return Some(format!("`{tool}` is not installed"));
         }
     }
