@@ -143,6 +143,7 @@ pub fn run_scenario(scenario: &Scenario, prefix: &str) -> Result<Outcome, HostRu
             frames.push(EmittedHex::from(&emitted));
         }
         let bridge = &running.bridges()[0];
+        let pipeline = bridge.pipeline();
         let mut fdb: Vec<FdbRow> = bridge
             .fdb()
             .entries()
@@ -151,7 +152,7 @@ pub fn run_scenario(scenario: &Scenario, prefix: &str) -> Result<Outcome, HostRu
                 (
                     e.mac.to_string(),
                     e.vid,
-                    bridge.pipeline().config().port(e.port).name.clone(),
+                    pipeline.config().port(e.port).name.clone(),
                 )
             })
             .collect();

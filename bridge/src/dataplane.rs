@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use xbridge_ebpf::{AttachMode, PortProgram, XdpCounter};
 
 use crate::config::{BridgeConfig, PortId};
-use crate::fdb::{Fdb, Millis};
+use crate::events::{Event, EventHub, RawEvent, RawKind};
+use crate::fdb::{Fdb, LearnOutcome, Millis};
 use crate::pipeline::{InterfaceId, Pipeline, Verdict};
+use crate::reconfig::{self, Change, Edit, EditError};
 use crate::stats::{BridgeStats, WorkerCounters};
 use crate::sys::xsk::{Desc, XskSet, RING_SIZE};
 use crate::sys::{self, netns};
@@ -72,9 +75,15 @@ struct Attached {
 
 /// A running bridge. Dropping it (or `stop`) stops the workers, closes the
 /// sockets and detaches every XDP program.
+///
+/// The configuration is an immutable `Pipeline` snapshot: workers load the
+/// current one once per round (no lock), and a change builds a whole new
+/// snapshot and swaps it in, so a worker sees either the old or the new
+/// configuration, never a mix.
 #[derive(Debug)]
 pub struct Dataplane {
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<ArcSwap<Pipeline>>,
+    events: Arc<EventHub>,
     fdb: Arc<Fdb>,
     counters: Vec<Arc<WorkerCounters>>,
     stop: Arc<AtomicBool>,
@@ -155,6 +164,8 @@ impl Dataplane {
 
         let stop = Arc::new(AtomicBool::new(false));
         let origin = Instant::now();
+        let events = Arc::new(EventHub::new(workers));
+        let snapshot = Arc::new(ArcSwap::new(pipeline.clone()));
         let mut handles = Vec::new();
         let mut counters = Vec::new();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -181,7 +192,9 @@ impl Dataplane {
             ));
             counters.push(worker_counters.clone());
             let context = WorkerContext {
-                pipeline: pipeline.clone(),
+                pipeline: snapshot.clone(),
+                index,
+                events: events.clone(),
                 fdb: fdb.clone(),
                 counters: worker_counters,
                 stop: stop.clone(),
@@ -197,7 +210,8 @@ impl Dataplane {
         drop(ready_tx);
 
         let mut dataplane = Dataplane {
-            pipeline,
+            pipeline: snapshot,
+            events,
             fdb,
             counters,
             stop,
@@ -234,8 +248,110 @@ impl Dataplane {
         Ok(dataplane)
     }
 
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The configuration in force now.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.load_full()
+    }
+
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// Applies a runtime edit (`xbridge vlan add|del`, `link set`).
+    pub fn edit(&self, edit: &Edit) -> Result<Vec<Change>, EditError> {
+        let current = self.pipeline();
+        let next = reconfig::edited(current.config(), edit)?;
+        Ok(self.apply(&current, next))
+    }
+
+    /// Replaces the configuration with `next` (`xbridge reload`): all or
+    /// nothing.
+    pub fn reload(&self, next: BridgeConfig) -> Result<Vec<Change>, EditError> {
+        let current = self.pipeline();
+        reconfig::check_reload(current.config(), &next)?;
+        let next = next.validate()?;
+        // Static entries first: the only step that can fail, undone on error.
+        let mut added = Vec::new();
+        for entry in &next.static_fdb {
+            let filtering_changed = current.config().vlan_filtering != next.vlan_filtering;
+            if current.config().static_fdb.contains(entry) && !filtering_changed {
+                continue;
+            }
+            let vid = static_vid(&next, entry);
+            let existed = self.fdb.get(entry.mac, vid).is_some_and(|e| e.is_static);
+            if let Err(err) = self.fdb.add_static(entry.mac, vid, entry.port) {
+                for (mac, vid) in added {
+                    self.fdb.remove(mac, vid);
+                }
+                return Err(EditError::NotReloadable(err.to_string()));
+            }
+            if !existed {
+                added.push((entry.mac, vid));
+            }
+        }
+        Ok(self.apply(&current, next))
+    }
+
+    /// Swaps in `next` (already validated, same ports as `current`), then
+    /// tidies the FDB as Linux does and reports what changed.
+    fn apply(&self, current: &Pipeline, next: BridgeConfig) -> Vec<Change> {
+        let old = current.config();
+        let changes = reconfig::differences(old, &next);
+        let removed = reconfig::removed_memberships(old, &next);
+        let filtering_changed = old.vlan_filtering != next.vlan_filtering;
+        let stale_statics: Vec<(crate::wire::MacAddr, u16)> = old
+            .static_fdb
+            .iter()
+            .filter(|entry| filtering_changed || !next.static_fdb.contains(entry))
+            .map(|entry| (entry.mac, static_vid(old, entry)))
+            .collect();
+        let fresh_statics: Vec<_> = next
+            .static_fdb
+            .iter()
+            .filter(|entry| filtering_changed || !old.static_fdb.contains(entry))
+            .map(|entry| (entry.mac, static_vid(&next, entry), entry.port))
+            .collect();
+        let next_statics: Vec<_> = next
+            .static_fdb
+            .iter()
+            .map(|entry| (entry.mac, static_vid(&next, entry), entry.port))
+            .collect();
+        for (mac, vid, port) in fresh_statics {
+            // Reload added these already; an edit never adds static entries.
+            if self.fdb.get(mac, vid).is_none() {
+                let _ = self.fdb.add_static(mac, vid, port);
+            }
+        }
+        self.pipeline.store(Arc::new(Pipeline::new(next)));
+        for (mac, vid) in stale_statics {
+            // A static entry that only moved to another port keeps its key.
+            let kept = next_statics.iter().any(|(m, v, _)| (*m, *v) == (mac, vid));
+            if !kept {
+                self.fdb.remove(mac, vid);
+            }
+        }
+        // A VLAN leaving a port takes the port's entries in it along; keys
+        // change meaning when filtering is switched, so then all go.
+        self.fdb.retain(
+            |entry| {
+                (entry.is_static || !filtering_changed)
+                    && !removed.contains(&(entry.port, entry.vid))
+            },
+            |_| {},
+        );
+        for change in &changes {
+            tracing::info!(
+                "config: {}{}",
+                change
+                    .port
+                    .as_ref()
+                    .map(|p| format!("port {p}: "))
+                    .unwrap_or_default(),
+                change.change
+            );
+            self.events.post(Event::Config(change.clone()));
+        }
+        changes
     }
 
     pub fn fdb(&self) -> &Fdb {
@@ -265,15 +381,22 @@ impl Dataplane {
 
     /// Ages the FDB (spec L4); call about once a second.
     pub fn age(&self) -> usize {
-        let ageing = self.pipeline.config().ageing_time;
-        self.fdb.age(self.now(), ageing, |entry| {
+        let pipeline = self.pipeline();
+        let config = pipeline.config();
+        self.fdb.age(self.now(), config.ageing_time, |entry| {
             tracing::debug!("fdb: {} vlan {} aged out", entry.mac, entry.vid);
+            self.events.post(Event::Age {
+                mac: entry.mac.to_string(),
+                vlan: entry.vid,
+                port: config.port(entry.port).name.clone(),
+            });
         })
     }
 
     /// Totals over all workers, with the XDP programs' counters.
     pub fn stats(&self) -> BridgeStats {
-        let config = self.pipeline.config();
+        let pipeline = self.pipeline();
+        let config = pipeline.config();
         let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
         let workers: Vec<&WorkerCounters> = self.counters.iter().map(|c| c.as_ref()).collect();
         let mut stats = BridgeStats::collect(&config.name, &names, &workers);
@@ -380,9 +503,21 @@ fn unwrap_io(err: std::io::Error, bridge: &str, namespace: &str) -> DataplaneErr
     }
 }
 
+/// The FDB key of a static entry of `config`.
+fn static_vid(config: &BridgeConfig, entry: &crate::config::StaticEntry) -> u16 {
+    if config.vlan_filtering {
+        entry.vid.map_or(0, |vid| vid.get())
+    } else {
+        0
+    }
+}
+
 /// What a worker shares with the rest.
 struct WorkerContext {
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<ArcSwap<Pipeline>>,
+    /// This worker's number (its event ring).
+    index: usize,
+    events: Arc<EventHub>,
     fdb: Arc<Fdb>,
     counters: Arc<WorkerCounters>,
     stop: Arc<AtomicBool>,
@@ -397,7 +532,7 @@ fn worker_main(setup: WorkerSetup, context: WorkerContext, ready: mpsc::Sender<R
     }
     let opened = netns::enter(&setup.namespace)
         .map_err(|source| DataplaneError::Namespace {
-            bridge: context.pipeline.config().name.clone(),
+            bridge: context.pipeline.load().config().name.clone(),
             namespace: setup.namespace.clone(),
             source,
         })
@@ -441,7 +576,9 @@ struct Worker {
 
 impl Worker {
     fn new(xsk: XskSet, socket_interface: Vec<usize>, context: WorkerContext) -> Worker {
-        let pipeline = &context.pipeline;
+        // Ports and interfaces never change while a bridge runs (a reload
+        // that would change them is refused), so this mapping stays valid.
+        let pipeline = context.pipeline.load_full();
         let interfaces = pipeline.interface_names().count();
         let tx_socket = (0..interfaces)
             .map(|i| {
@@ -475,6 +612,8 @@ impl Worker {
         let sockets = self.socket_interface.len();
         while !self.context.stop.load(Ordering::Relaxed) {
             let now = Millis(self.context.origin.elapsed().as_millis() as u64);
+            // One configuration for the whole round: a change lands between rounds.
+            let pipeline = self.context.pipeline.load();
             let mut received = 0;
             for socket in 0..sockets {
                 self.xsk.reap_completions(socket);
@@ -485,7 +624,7 @@ impl Worker {
                     if let Some(next) = batch[..count].get(index + 1) {
                         self.xsk.prefetch(*next);
                     }
-                    self.forward(self.socket_interface[socket], *desc, now);
+                    self.forward(&pipeline, self.socket_interface[socket], *desc, now);
                 }
             }
             self.flush();
@@ -542,7 +681,7 @@ impl Worker {
         }
     }
 
-    fn queue_tx(&mut self, port: PortId, desc: Desc) {
+    fn queue_tx(&mut self, port: PortId, vid: u16, desc: Desc) {
         let socket = self.tx_socket[self.port_interface[port.index()]];
         if self.pending[socket].len() == self.pending[socket].capacity() {
             let sent = self.xsk.transmit(socket, &self.pending[socket]);
@@ -554,11 +693,39 @@ impl Worker {
         let counters = &self.context.counters.ports[port.index()];
         counters.tx_frames.add(1);
         counters.tx_bytes.add(u64::from(desc.len));
+        let vlan = &self.context.counters.vlans[usize::from(vid & 0x0fff)];
+        vlan.tx_frames.add(1);
+        vlan.tx_bytes.add(u64::from(desc.len));
     }
 
-    fn forward(&mut self, interface: usize, desc: Desc, now: Millis) {
+    /// Tells monitors about a new, moved or refused FDB entry (only while
+    /// one listens; a full ring drops the event, never the frame).
+    fn record_learning(&mut self, outcome: LearnOutcome, desc: Desc, vid: u16, port: PortId) {
+        let kind = match outcome {
+            LearnOutcome::Learned => RawKind::Learn,
+            LearnOutcome::Moved { .. } => RawKind::Move,
+            LearnOutcome::LimitReached => RawKind::Limit,
+            _ => return,
+        };
+        let Ok(frame) = wire::EthernetFrame::new_checked(self.xsk.frame(desc)) else {
+            return;
+        };
+        let from = match outcome {
+            LearnOutcome::Moved { from } => from,
+            _ => port,
+        };
+        self.context.events.ring(self.context.index).push(RawEvent {
+            kind,
+            mac: frame.src(),
+            vid,
+            port,
+            from,
+        });
+    }
+
+    fn forward(&mut self, pipeline: &Pipeline, interface: usize, desc: Desc, now: Millis) {
         let context = &self.context;
-        let decision = context.pipeline.decide(
+        let decision = pipeline.decide(
             InterfaceId(interface as u16),
             self.xsk.frame(desc),
             &context.fdb,
@@ -569,10 +736,17 @@ impl Worker {
             counters.ports[port.index()].egress_filtered.add(1);
         }
         if let Some(ingress) = decision.ingress {
-            let ingress = &counters.ports[ingress.index()];
-            ingress.rx_frames.add(1);
-            ingress.rx_bytes.add(u64::from(desc.len));
+            if let Some(outcome) = decision.learn {
+                if context.events.listening() {
+                    self.record_learning(outcome, desc, decision.vid, ingress);
+                }
+            }
+            let counters = &self.context.counters;
+            let port = &counters.ports[ingress.index()];
+            port.rx_frames.add(1);
+            port.rx_bytes.add(u64::from(desc.len));
         }
+        let counters = &self.context.counters;
         let forward = match decision.verdict {
             Verdict::Drop { port, reason } => {
                 match port {
@@ -585,10 +759,13 @@ impl Worker {
             }
             Verdict::Forward(forward) => forward,
         };
+        let vlan = &counters.vlans[usize::from(forward.vid & 0x0fff)];
+        vlan.rx_frames.add(1);
+        vlan.rx_bytes.add(u64::from(desc.len));
 
         let copies = forward.egress.len();
         for (nth, port) in forward.egress.iter().enumerate() {
-            let edit = self.context.pipeline.egress_edit(&forward, port);
+            let edit = pipeline.egress_edit(&forward, port);
             let out = if nth + 1 < copies {
                 // Every copy but the last is a fresh frame.
                 self.xsk
@@ -615,7 +792,7 @@ impl Worker {
                 }
             };
             match out {
-                Some(out) => self.queue_tx(port, out),
+                Some(out) => self.queue_tx(port, forward.vid, out),
                 None => self.context.counters.no_buffer.add(1),
             }
         }

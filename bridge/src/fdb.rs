@@ -315,6 +315,20 @@ impl Fdb {
         true
     }
 
+    /// A separate table with the same entries, for what-if questions
+    /// (`xbridge trace`) that must not learn into the real one.
+    pub fn scratch_copy(&self) -> Fdb {
+        let copy = Fdb::new(self.max_learned);
+        for entry in self.entries() {
+            if entry.is_static {
+                let _ = copy.add_static(entry.mac, entry.vid, entry.port);
+            } else {
+                copy.learn(entry.mac, entry.vid, entry.port, entry.last_seen, 0);
+            }
+        }
+        copy
+    }
+
     /// Removes entries that match `keep == false`, calling `removed` for each.
     pub fn retain(
         &self,

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use xbridge::runtime::{self, Running};
-use xbridge::stats::BridgeStats;
 use xbridge::topo::{self, Backend};
 use xbridge::topology::Topology;
+
+mod commands;
+use commands::RuntimeArgs;
 
 /// An AF_XDP software bridge with Linux-bridge 802.1Q VLAN semantics.
 ///
@@ -47,21 +49,70 @@ enum Command {
     /// --workers. Counters are published to /run/xbridge/BRIDGE.stats.json
     /// (see `xbridge stats`). On exit every XDP program is detached.
     Run(RunArgs),
-    /// Show the counters of a running bridge (per port rx/tx, drops by reason, XDP program counters).
-    Stats(StatsArgs),
+    /// Counters of a running bridge: per port rx/tx frames and bytes, drops by reason (spec X2).
+    ///
+    ///   xbridge stats [-s] [dev PORT] [-j]
+    ///
+    /// -s adds per-VLAN rx/tx, the XDP program's and the AF_XDP sockets' counters.
+    #[command(verbatim_doc_comment)]
+    Stats(RuntimeArgs),
     /// The forwarding database of a running bridge, like bridge(8)'s `fdb`.
     ///
-    ///   xbridge fdb show [dev PORT] [vlan V] [-j]
+    ///   xbridge fdb show [dev PORT] [vlan V] [static|dynamic] [-j]
     ///   xbridge fdb add MAC dev PORT [vlan V]     (a static entry)
     ///   xbridge fdb del MAC [vlan V]
     ///   xbridge fdb flush [dev PORT]              (dynamic entries)
     #[command(verbatim_doc_comment)]
     Fdb(RuntimeArgs),
-    /// The VLANs of a running bridge's ports, like bridge(8)'s `vlan show`.
+    /// The VLANs of a running bridge's ports, changed live, like bridge(8)'s `vlan`.
     ///
-    ///   xbridge vlan show [dev PORT] [-j]
+    ///   xbridge vlan show [dev PORT] [vid V[-V2]] [-j]
+    ///   xbridge vlan add dev PORT vid V[-V2] [pvid] [untagged]
+    ///   xbridge vlan del dev PORT vid V[-V2]
+    ///
+    /// As in Linux, `add` sets the flags as given: re-adding the PVID without
+    /// `pvid` takes the PVID away; deleting a VLAN removes the port's FDB
+    /// entries in it. Workers pick the change up on their next poll.
     #[command(verbatim_doc_comment)]
     Vlan(RuntimeArgs),
+    /// Port settings of a running bridge, like bridge(8)'s `link`.
+    ///
+    ///   xbridge link show [dev PORT] [-j]
+    ///   xbridge link set dev PORT [learning on|off] [flood on|off]
+    ///       [mcast_flood on|off] [bcast_flood on|off] [isolated on|off]
+    ///       [accept all|untagged|tagged] [max_learned N]
+    #[command(verbatim_doc_comment)]
+    Link(RuntimeArgs),
+    /// Stream a running bridge's events, like `bridge monitor`.
+    ///
+    ///   xbridge monitor [fdb|vlan|link]... [-j]
+    ///
+    /// fdb: learn, move, age, limit reached, static add/del, flush;
+    /// vlan and link: configuration changes. -j prints one JSON object a line.
+    #[command(verbatim_doc_comment)]
+    Monitor(RuntimeArgs),
+    /// Explain what a running bridge would do with a frame, sending nothing.
+    ///
+    ///   xbridge trace dev PORT src MAC dst MAC [vlan V [pcp P] [dei]]... [proto HEX] [-j]
+    ///   xbridge trace dev PORT hex BYTES
+    ///
+    /// Lists the spec items applied (I1-E5) and the egress ports with the
+    /// tags each copy would carry. The frame is what PORT's interface sees
+    /// (for IF.N, the sub-interface's tag N is put outside it). The real FDB
+    /// is used but never written: nothing is learned.
+    ///   xbridge trace dev a src 02:00:00:00:00:0a dst ff:ff:ff:ff:ff:ff vlan 20
+    #[command(verbatim_doc_comment)]
+    Trace(RuntimeArgs),
+    /// Apply a changed topology file to a running bridge, all or nothing.
+    ///
+    ///   xbridge reload FILE [--bridge NAME]
+    ///
+    /// VLANs, PVIDs, accept, flags, static FDB entries, vlan_filtering and
+    /// ageing_time may change; ports may not (that needs a restart). On any
+    /// error nothing changes. Frames keep flowing: workers switch to the new
+    /// configuration between two polls.
+    #[command(verbatim_doc_comment)]
+    Reload(ReloadArgs),
     /// Bring up two namespaces behind xbridge, ping across, show the counters, tear down.
     Demo,
     /// Measure xbridge against the Linux kernel bridge on the same topology.
@@ -142,6 +193,24 @@ struct RunArgs {
     /// Cores to pin workers to, e.g. 0,1 (default: worker i on core i).
     #[arg(long, value_delimiter = ',')]
     cores: Option<Vec<usize>>,
+    /// Serve Prometheus metrics at ADDR (PORT means 127.0.0.1:PORT; off by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Allow --metrics on a non-loopback address (the endpoint has no authentication).
+    #[arg(long, requires = "metrics")]
+    metrics_public: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The changed topology file.
+    pub file: PathBuf,
+    /// The bridge to reload (may be left out when exactly one bridge of FILE runs).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// JSON output: the list of changes.
+    #[arg(short, long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -251,29 +320,6 @@ struct ConformanceArgs {
     reproducers: PathBuf,
 }
 
-#[derive(Debug, Args)]
-struct RuntimeArgs {
-    /// The bridge (may be left out when exactly one runs).
-    #[arg(long)]
-    bridge: Option<String>,
-    /// JSON output.
-    #[arg(short, long)]
-    json: bool,
-    /// The action and its arguments, as with bridge(8).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    words: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-struct StatsArgs {
-    /// The bridge (may be left out when exactly one runs).
-    #[arg(long)]
-    bridge: Option<String>,
-    /// JSON output (the schema of /run/xbridge/BRIDGE.stats.json).
-    #[arg(short, long)]
-    json: bool,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.verbose {
@@ -311,9 +357,13 @@ fn dispatch(command: Command, prefix: &str) -> Result<()> {
         }
         Command::Topo(TopoCommand::Check { file, json }) => topo_check(load(&file)?, &file, json),
         Command::Run(args) => run(load(&args.file)?, args),
-        Command::Stats(args) => stats(args),
-        Command::Fdb(args) => fdb(args),
-        Command::Vlan(args) => vlan(args),
+        Command::Stats(args) => commands::stats(args),
+        Command::Fdb(args) => commands::fdb(args),
+        Command::Vlan(args) => commands::vlan(args),
+        Command::Link(args) => commands::link(args),
+        Command::Monitor(args) => commands::monitor(args),
+        Command::Trace(args) => commands::trace(args),
+        Command::Reload(args) => commands::reload(args, prefix),
         Command::Demo => demo(),
         Command::Bench(args) => bench(args),
         Command::Pktgen(args) => pktgen(args),
@@ -443,10 +493,22 @@ fn run(topology: Topology, args: RunArgs) -> Result<()> {
     let cores = args
         .cores
         .unwrap_or_else(|| (0..usize::from(args.workers)).collect());
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(|text| xbridge::metrics::parse_address(text, args.metrics_public))
+        .transpose()?;
     let stop = runtime::stop_on_signals().context("installing signal handlers")?;
-    let running = Running::start(&specs, usize::from(args.workers), &cores)?;
+    let mut running = Running::start(&specs, usize::from(args.workers), &cores)?;
+    if let Some(address) = metrics {
+        let bound = running
+            .serve_metrics(address)
+            .with_context(|| format!("serving metrics on {address}"))?;
+        eprintln!("xbridge: Prometheus metrics on http://{bound}/metrics");
+    }
     for bridge in running.bridges() {
-        let config = bridge.pipeline().config();
+        let pipeline = bridge.pipeline();
+        let config = pipeline.config();
         let interfaces: Vec<String> = bridge
             .attach_modes()
             .into_iter()
@@ -475,242 +537,6 @@ fn run(topology: Topology, args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `--bridge`, or the one running bridge.
-fn which_bridge(named: Option<String>) -> Result<String> {
-    if let Some(bridge) = named {
-        return Ok(bridge);
-    }
-    let running = runtime::running_bridges();
-    match running.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!("no bridge is running (start one with `xbridge run FILE`)"),
-        many => bail!(
-            "several bridges run ({}); pick one with --bridge",
-            many.join(", ")
-        ),
-    }
-}
-
-/// Keyword arguments as bridge(8) takes them: `dev PORT`, `vlan V`, and
-/// one bare word (a MAC) where the action takes it.
-#[derive(Debug, Default)]
-struct Words {
-    dev: Option<String>,
-    vlan: Option<u16>,
-    bare: Option<String>,
-}
-
-fn parse_words(words: &[String], takes_bare: bool) -> Result<Words> {
-    let mut parsed = Words::default();
-    let mut rest = words.iter();
-    while let Some(word) = rest.next() {
-        match word.as_str() {
-            "dev" => parsed.dev = Some(rest.next().context("`dev` needs a port name")?.clone()),
-            "vlan" | "vid" => {
-                let text = rest.next().context("`vlan` needs a VLAN ID")?;
-                let vid: i64 = text
-                    .parse()
-                    .with_context(|| format!("`{text}` is not a VLAN ID"))?;
-                parsed.vlan = Some(xbridge::config::Vid::new(vid)?.get());
-            }
-            other if takes_bare && parsed.bare.is_none() => parsed.bare = Some(other.to_string()),
-            other => bail!("unexpected `{other}`"),
-        }
-    }
-    Ok(parsed)
-}
-
-/// Lets `-j`/`--json` and `--bridge NAME` stand anywhere among the words,
-/// as people type them after the action.
-fn normalise(mut args: RuntimeArgs) -> Result<RuntimeArgs> {
-    let mut words = Vec::new();
-    let mut rest = args.words.into_iter();
-    while let Some(word) = rest.next() {
-        match word.as_str() {
-            "-j" | "--json" => args.json = true,
-            "--bridge" => args.bridge = Some(rest.next().context("--bridge needs a name")?),
-            _ => words.push(word),
-        }
-    }
-    args.words = words;
-    Ok(args)
-}
-
-fn ask(bridge: &str, request: &xbridge::control::Request) -> Result<xbridge::control::Response> {
-    match xbridge::control::request(bridge, request)? {
-        xbridge::control::Response::Error { message } => bail!("bridge {bridge}: {message}"),
-        ok => Ok(ok),
-    }
-}
-
-fn fdb(args: RuntimeArgs) -> Result<()> {
-    use xbridge::control::{Request, Response};
-    let args = normalise(args)?;
-    let bridge = which_bridge(args.bridge)?;
-    let (action, words) = args
-        .words
-        .split_first()
-        .context("fdb needs an action: show, add, del or flush")?;
-    match action.as_str() {
-        "show" => {
-            let words = parse_words(words, false)?;
-            let Response::Ok {
-                fdb: Some(mut rows),
-                ..
-            } = ask(&bridge, &Request::FdbShow)?
-            else {
-                bail!("bridge {bridge}: no FDB in the answer");
-            };
-            rows.retain(|r| {
-                words.dev.as_ref().is_none_or(|d| &r.port == d)
-                    && words.vlan.is_none_or(|v| r.vlan == v)
-            });
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                for row in rows {
-                    let kind = if row.is_static {
-                        "static".to_string()
-                    } else {
-                        format!("{}s", row.age.unwrap_or(0))
-                    };
-                    println!("{} dev {} vlan {} {kind}", row.mac, row.port, row.vlan);
-                }
-            }
-        }
-        "add" => {
-            let words = parse_words(words, true)?;
-            let mac = words.bare.context("fdb add needs a MAC")?;
-            let port = words.dev.context("fdb add needs `dev PORT`")?;
-            ask(
-                &bridge,
-                &Request::FdbAdd {
-                    mac,
-                    port,
-                    vlan: words.vlan,
-                },
-            )?;
-        }
-        "del" => {
-            let words = parse_words(words, true)?;
-            let mac = words.bare.context("fdb del needs a MAC")?;
-            ask(
-                &bridge,
-                &Request::FdbDel {
-                    mac,
-                    vlan: words.vlan,
-                },
-            )?;
-        }
-        "flush" => {
-            let words = parse_words(words, false)?;
-            if let Response::Ok {
-                removed: Some(n), ..
-            } = ask(&bridge, &Request::FdbFlush { port: words.dev })?
-            {
-                println!(
-                    "{n} dynamic entr{} removed",
-                    if n == 1 { "y" } else { "ies" }
-                );
-            }
-        }
-        other => bail!("unknown fdb action `{other}` (show, add, del, flush)"),
-    }
-    Ok(())
-}
-
-fn vlan(args: RuntimeArgs) -> Result<()> {
-    use xbridge::control::{Request, Response};
-    let args = normalise(args)?;
-    let bridge = which_bridge(args.bridge)?;
-    let (action, words) = args
-        .words
-        .split_first()
-        .context("vlan needs an action: show")?;
-    if action != "show" {
-        bail!("`xbridge vlan {action}` is not available yet; only `vlan show` (VLANs change with the topology file)");
-    }
-    let words = parse_words(words, false)?;
-    let Response::Ok {
-        vlans: Some(mut rows),
-        ..
-    } = ask(&bridge, &Request::VlanShow)?
-    else {
-        bail!("bridge {bridge}: no VLANs in the answer");
-    };
-    rows.retain(|r| words.dev.as_ref().is_none_or(|d| &r.port == d));
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        println!("{:<12} vlan-id", "port");
-        for row in rows {
-            let mut flags = Vec::new();
-            if row.pvid {
-                flags.push("PVID");
-            }
-            if row.untagged {
-                flags.push("Egress Untagged");
-            }
-            println!("{:<12} {} {}", row.port, row.vlan, flags.join(" "));
-        }
-    }
-    Ok(())
-}
-
-fn stats(args: StatsArgs) -> Result<()> {
-    let bridge = which_bridge(args.bridge)?;
-    let path = runtime::stats_path(&bridge);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no stats for bridge {bridge} ({})", path.display()))?;
-    let stats: BridgeStats =
-        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
-    } else {
-        print_stats(&stats);
-    }
-    Ok(())
-}
-
-fn print_stats(stats: &BridgeStats) {
-    println!(
-        "bridge {}  workers {}  fdb {} entries, {} moves, {} learn_limit  no_port {}  no_buffer {}  tx_ring_full {}",
-        stats.bridge,
-        stats.workers,
-        stats.fdb_entries,
-        stats.fdb_moves,
-        stats.learn_limit,
-        stats.no_port,
-        stats.no_buffer,
-        stats.tx_ring_full
-    );
-    println!(
-        "{:<12} {:>12} {:>14} {:>12} {:>14} {:>10}  drops",
-        "port", "rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "egr_filter"
-    );
-    for (name, port) in &stats.ports {
-        let drops: Vec<String> = port
-            .drops
-            .iter()
-            .map(|(reason, n)| format!("{reason}={n}"))
-            .collect();
-        println!(
-            "{:<12} {:>12} {:>14} {:>12} {:>14} {:>10}  {}",
-            name,
-            port.rx_frames,
-            port.rx_bytes,
-            port.tx_frames,
-            port.tx_bytes,
-            port.egress_filter,
-            if drops.is_empty() {
-                "-".to_string()
-            } else {
-                drops.join(" ")
-            }
-        );
-    }
 }
 
 /// The demo topology, embedded so `xbridge demo` works from anywhere.
@@ -745,7 +571,7 @@ fn demo() -> Result<()> {
         let stats = running.stop();
         println!("== counters:");
         for bridge in &stats {
-            print_stats(bridge);
+            commands::print_stats(bridge);
         }
         if !status.success() {
             bail!("ping from ns1 to ns2 failed");

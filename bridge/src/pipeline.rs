@@ -115,6 +115,9 @@ pub struct Decision {
     /// Ports that did not get a copy because of egress filtering (E1).
     pub egress_filtered: PortSet,
     pub learn: Option<LearnOutcome>,
+    /// The VLAN the frame was classified to (0: not classified, or no VLAN
+    /// filtering); the VLAN `learn` happened in.
+    pub vid: u16,
 }
 
 impl Decision {
@@ -124,6 +127,7 @@ impl Decision {
             verdict: Verdict::Drop { port, reason },
             egress_filtered: PortSet::EMPTY,
             learn: None,
+            vid: 0,
         }
     }
 }
@@ -269,6 +273,7 @@ impl Pipeline {
             .then(|| fdb.learn(src, vid, ingress, now, port.flags.fdb_max_learned));
         let with_learn = |mut decision: Decision| {
             decision.learn = learn;
+            decision.vid = vid;
             decision
         };
         // spec: L2
@@ -351,6 +356,7 @@ impl Pipeline {
             verdict,
             egress_filtered: filtered,
             learn: None,
+            vid,
         };
 
         if !dst.is_multicast() {

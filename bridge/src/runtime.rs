@@ -34,6 +34,8 @@ pub enum RunError {
     NoNamespace { bridge: String, namespace: String },
     #[error("bridge {bridge} is already running (pid {pid})")]
     AlreadyRunning { bridge: String, pid: u32 },
+    #[error("{path} belongs to uid {owner}: refusing to replace another user's control socket")]
+    ForeignSocket { path: PathBuf, owner: u32 },
     #[error("bridge {bridge}: {source}")]
     Start {
         bridge: String,
@@ -124,6 +126,16 @@ impl Running {
             if let Some(pid) = running_pid(&bridge) {
                 return Err(RunError::AlreadyRunning { bridge, pid });
             }
+            let socket = crate::control::socket_path(&bridge);
+            if let Ok(existing) = std::fs::symlink_metadata(&socket) {
+                use std::os::unix::fs::MetadataExt;
+                if existing.uid() != crate::sys::effective_uid() {
+                    return Err(RunError::ForeignSocket {
+                        path: socket,
+                        owner: existing.uid(),
+                    });
+                }
+            }
         }
         std::fs::create_dir_all(RUN_DIR).map_err(|source| RunError::State {
             path: RUN_DIR.into(),
@@ -166,6 +178,21 @@ impl Running {
             running.control.push(control?);
         }
         Ok(running)
+    }
+
+    /// Serves Prometheus metrics of every bridge at `address` until stop;
+    /// returns the address bound.
+    pub fn serve_metrics(
+        &mut self,
+        address: std::net::SocketAddr,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let bridges = self.bridges.clone();
+        let (handle, bound) =
+            crate::metrics::serve(address, self.control_stop.clone(), move || {
+                bridges.iter().map(|b| b.stats()).collect()
+            })?;
+        self.control.push(handle);
+        Ok(bound)
     }
 
     pub fn bridges(&self) -> &[Arc<Dataplane>] {
@@ -234,7 +261,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.stop_control();
         for bridge in &self.bridges {
-            remove_published(&bridge.pipeline().config().name);
+            remove_published(&bridge.pipeline().config().name.clone());
         }
     }
 }

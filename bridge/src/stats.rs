@@ -39,6 +39,19 @@ pub struct PortCounters {
     pub egress_filtered: Counter,
 }
 
+/// One VLAN's counters in one worker (index: the VID; 0 is the shared VLAN
+/// of a bridge without VLAN filtering).
+#[derive(Debug, Default)]
+pub struct VlanCounters {
+    pub rx_frames: Counter,
+    pub rx_bytes: Counter,
+    pub tx_frames: Counter,
+    pub tx_bytes: Counter,
+}
+
+/// VIDs 0..=4095.
+pub const VLAN_SLOTS: usize = 4096;
+
 /// The kernel's AF_XDP socket counters of one interface in one worker
 /// (absolute values, refreshed every ~100 ms by the worker).
 #[derive(Debug, Default)]
@@ -66,6 +79,8 @@ impl SocketCounters {
 #[derive(Debug)]
 pub struct WorkerCounters {
     pub ports: Box<[PortCounters]>,
+    /// Per VID (`VLAN_SLOTS` of them).
+    pub vlans: Box<[VlanCounters]>,
     /// Per interface (pipeline order), summed over the worker's sockets there.
     pub sockets: Box<[SocketCounters]>,
     /// Frames no port owned (spec: sub-interface ports, `no_port`).
@@ -83,6 +98,7 @@ impl WorkerCounters {
             ports: (0..ports.min(MAX_PORTS))
                 .map(|_| PortCounters::default())
                 .collect(),
+            vlans: (0..VLAN_SLOTS).map(|_| VlanCounters::default()).collect(),
             sockets: (0..interfaces).map(|_| SocketCounters::default()).collect(),
             no_port: Counter::default(),
             no_buffer: Counter::default(),
@@ -110,6 +126,15 @@ pub struct PortStats {
     pub xsk: BTreeMap<String, u64>,
 }
 
+/// One VLAN's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VlanStats {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+}
+
 /// A bridge's totals over all workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BridgeStats {
@@ -118,6 +143,9 @@ pub struct BridgeStats {
     pub bridge: String,
     pub workers: usize,
     pub ports: BTreeMap<String, PortStats>,
+    /// VID -> totals, VLANs with traffic only (0: no VLAN filtering).
+    #[serde(default)]
+    pub vlans: BTreeMap<u16, VlanStats>,
     pub no_port: u64,
     pub no_buffer: u64,
     pub tx_ring_full: u64,
@@ -126,7 +154,8 @@ pub struct BridgeStats {
     pub learn_limit: u64,
 }
 
-pub const STATS_SCHEMA: u32 = 1;
+/// 2: per-VLAN counters (`vlans`).
+pub const STATS_SCHEMA: u32 = 2;
 
 impl BridgeStats {
     /// Sums `workers` for ports named `port_names` (in port order).
@@ -158,6 +187,19 @@ impl BridgeStats {
                 }
             }
             stats.ports.insert(name.clone(), port);
+        }
+        for vid in 0..VLAN_SLOTS {
+            let mut vlan = VlanStats::default();
+            for worker in workers {
+                let counters = &worker.vlans[vid];
+                vlan.rx_frames += counters.rx_frames.get();
+                vlan.rx_bytes += counters.rx_bytes.get();
+                vlan.tx_frames += counters.tx_frames.get();
+                vlan.tx_bytes += counters.tx_bytes.get();
+            }
+            if vlan != VlanStats::default() {
+                stats.vlans.insert(vid as u16, vlan);
+            }
         }
         for worker in workers {
             stats.no_port += worker.no_port.get();

@@ -325,6 +325,22 @@ pub fn copy_edited(frame: &[u8], edit: &TagEdit, out: &mut [u8]) -> Result<usize
     Ok(len)
 }
 
+/// Bytes as lower-case hex, no separators.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex (pairs of digits, no separators) back to bytes.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A frame builder for tests, tools and the generator: destination, source,
 /// tags (outermost first, any TPID), EtherType and payload.
 #[derive(Debug, Clone)]

@@ -6,58 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{capture, privileged, Lab};
+use common::{capture, expect_delivery, host_mac, marker, privileged, tag, Lab, ARRIVE, BCAST};
 use xbridge::sys::packet::PacketSocket;
 use xbridge::wire::{FrameBuilder, MacAddr, Tci};
-
-const BCAST: MacAddr = MacAddr::BROADCAST;
-/// How long a frame that should arrive may take.
-const ARRIVE: Duration = Duration::from_secs(3);
-/// How long we watch for a frame that must not arrive.
-const ABSENT: Duration = Duration::from_millis(400);
-
-fn tag(vid: u16) -> Tci {
-    Tci::new(0, false, vid)
-}
-
-fn marker(test: &str, row: usize) -> Vec<u8> {
-    format!("xbridge-test {test} row {row} pid {}", std::process::id()).into_bytes()
-}
-
-/// Sends `frame` from `from` and checks that exactly the hosts in
-/// `expected` get it, each with exactly the expected bytes.
-fn expect_delivery(
-    sockets: &BTreeMap<&str, PacketSocket>,
-    from: &str,
-    frame: &[u8],
-    mark: &[u8],
-    expected: &[(&str, Vec<u8>)],
-    what: &str,
-) {
-    for socket in sockets.values() {
-        socket.drain();
-    }
-    sockets[from].send(frame).expect("send");
-    for (host, bytes) in expected {
-        let got = capture(&sockets[host], mark, 1, ARRIVE);
-        assert_eq!(got.len(), 1, "{what}: {host} should receive the frame");
-        assert_eq!(
-            &got[0].bytes, bytes,
-            "{what}: {host} got the wrong bytes/tags"
-        );
-    }
-    for (host, socket) in sockets {
-        if *host == from || expected.iter().any(|(h, _)| h == host) {
-            continue;
-        }
-        let got = capture(socket, mark, 1, ABSENT);
-        assert!(
-            got.is_empty(),
-            "{what}: {host} must not receive the frame, got {:02x?}",
-            got[0].bytes
-        );
-    }
-}
 
 // spec: F1, F2 (the seed's part I experiment through xbridge)
 #[test]
@@ -87,7 +38,7 @@ fn two_namespaces_ping_through_xbridge() {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["schema"], 1);
+    assert_eq!(json["schema"], 2);
     assert!(json["ports"]["p1"]["rx_frames"].as_u64().unwrap() >= 5);
 }
 
@@ -209,18 +160,6 @@ fn separated_vlans_ping_inside_and_never_across() {
     assert!(stats.ports["p4"].egress_filter >= 2, "{stats:?}");
 }
 
-fn host_mac(host: &str) -> MacAddr {
-    let last = match host {
-        "a" => 0x0a,
-        "b" => 0x0b,
-        "c" => 0x0c,
-        "d" => 0x0d,
-        "e" => 0x0e,
-        other => panic!("no host {other}"),
-    };
-    MacAddr([2, 0, 0, 0, 0, last])
-}
-
 // spec: I2, I4, E1, E2, E3, X1 (the reference scenario, row by row, on the wire)
 #[test]
 fn vlan_rules_reference_scenario_on_real_frames() {
@@ -236,53 +175,7 @@ fn vlan_rules_reference_scenario_on_real_frames() {
     let sockets: BTreeMap<&str, PacketSocket> =
         hosts.iter().map(|h| (*h, lab.socket(h, "eth0"))).collect();
 
-    type Row = (&'static str, Vec<Tci>, Vec<(&'static str, Vec<Tci>)>);
-    let prio3 = Tci::new(3, false, 0);
-    let rows: Vec<Row> = vec![
-        (
-            "a",
-            vec![],
-            vec![("b", vec![]), ("d", vec![]), ("e", vec![tag(10)])],
-        ),
-        ("c", vec![], vec![("e", vec![tag(20)])]),
-        ("d", vec![], vec![("b", vec![]), ("e", vec![tag(30)])]),
-        ("e", vec![tag(30)], vec![("b", vec![])]),
-        ("e", vec![tag(20)], vec![("c", vec![])]),
-        (
-            "e",
-            vec![tag(10)],
-            vec![("a", vec![]), ("b", vec![]), ("d", vec![])],
-        ),
-        ("a", vec![tag(20)], vec![]),
-        ("e", vec![], vec![]),
-        (
-            "a",
-            vec![prio3],
-            vec![
-                ("b", vec![]),
-                ("d", vec![]),
-                ("e", vec![Tci::new(3, false, 10)]),
-            ],
-        ),
-        (
-            "b",
-            vec![Tci::new(5, false, 10)],
-            vec![
-                ("a", vec![]),
-                ("d", vec![]),
-                ("e", vec![Tci::new(5, false, 10)]),
-            ],
-        ),
-        (
-            "a",
-            vec![tag(10), tag(20)],
-            vec![
-                ("b", vec![tag(20)]),
-                ("d", vec![tag(20)]),
-                ("e", vec![tag(10), tag(20)]),
-            ],
-        ),
-    ];
+    let rows = common::reference_rows();
     for (number, (from, tags, expected)) in rows.iter().enumerate() {
         let mark = marker("ae", number + 1);
         let build = |tags: &[Tci]| {
@@ -339,27 +232,8 @@ fn learning_sends_known_unicast_to_one_port_only() {
         .collect();
     // Unknown: flooded in VLAN 10. (Not b's MAC: b's own IPv6 traffic may
     // already have taught the bridge that one.)
-    let mark = marker("learn", 1);
     let nobody = MacAddr([2, 0, 0, 0, 0, 0x77]);
-    let unknown = FrameBuilder::new(nobody, host_mac("a"))
-        .payload(&mark)
-        .build();
-    let tagged = FrameBuilder::new(nobody, host_mac("a"))
-        .tag(tag(10))
-        .payload(&mark)
-        .build();
-    expect_delivery(
-        &sockets,
-        "a",
-        &unknown,
-        &mark,
-        &[
-            ("b", unknown.clone()),
-            ("d", unknown.clone()),
-            ("e", tagged),
-        ],
-        "unknown unicast",
-    );
+    common::expect_vlan10_flood_from_a(&sockets, nobody, &marker("learn", 1), "unknown unicast");
     // b speaks once: its MAC is learned on port b in VLAN 10.
     let hello = marker("learn", 2);
     sockets["b"]
@@ -762,112 +636,4 @@ fn the_bench_sink_counts_loss_reordering_and_duplicates() {
     );
     // Latency is recorded for our frames only (pktgen's clock differs).
     assert_eq!(counts.latency.iter().sum::<u64>(), 6);
-}
-
-// Runtime control: `fdb` and `vlan show` against a running bridge through
-// its control socket.
-#[test]
-fn fdb_and_vlan_commands_work_against_a_running_bridge() {
-    let Some(lab) = Lab::running(
-        "fdb_and_vlan_commands_work_against_a_running_bridge",
-        "topologies/two-namespaces.toml",
-        &["br0"],
-        &[],
-    ) else {
-        return;
-    };
-    let bridge = lab.bridge("br0");
-    lab.assert_reaches("ns1", "192.168.50.2");
-    let socket = xbridge::control::socket_path(&bridge);
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-
-    let show = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["fdb", "show", "-j", "--bridge", &bridge];
-        args.extend_from_slice(extra);
-        let out = common::xbridge(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let learned = show(&[]);
-    let ports: Vec<&str> = learned
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["port"].as_str().unwrap())
-        .collect();
-    assert!(ports.contains(&"p1") && ports.contains(&"p2"), "{learned}");
-    assert!(show(&["dev", "p1"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["port"] == "p1"));
-
-    let run = |args: &[&str]| common::xbridge(&[args, &["--bridge", &bridge]].concat());
-    let out = run(&["fdb", "add", "02:00:00:00:00:99", "dev", "p2", "vlan", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run(&["fdb", "flush"]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.starts_with("0 "), "the learned entries went: {text}");
-    let after = show(&[]);
-    let rows = after.as_array().unwrap();
-    assert!(
-        rows.iter()
-            .any(|r| r["mac"] == "02:00:00:00:00:99" && r["static"] == true && r["port"] == "p2"),
-        "static entries survive a flush: {after}"
-    );
-    assert!(run(&["fdb", "del", "02:00:00:00:00:99", "vlan", "1"])
-        .status
-        .success());
-    assert!(!show(&[])
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["mac"] == "02:00:00:00:00:99"));
-
-    // Bad input: a clear line and a non-zero exit.
-    let out = run(&[
-        "fdb",
-        "add",
-        "02:00:00:00:00:98",
-        "dev",
-        "nope",
-        "vlan",
-        "1",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(": no port nope"));
-    let out = run(&[
-        "fdb",
-        "add",
-        "02:00:00:00:00:98",
-        "dev",
-        "p1",
-        "vlan",
-        "4095",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("outside 1..=4094"));
-
-    let out = run(&["vlan", "show", "-j"]);
-    assert!(out.status.success());
-    let vlans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(vlans.as_array().unwrap().len(), 2, "{vlans}");
-    assert!(vlans
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|v| v["vlan"] == 1 && v["pvid"] == true && v["untagged"] == true));
 }

@@ -1,12 +1,14 @@
-//! The per-frame work of the fast path (decision, egress edits, in-place
-//! rewrite) allocates nothing: checked with a counting global allocator.
+//! The per-frame work of the fast path (loading the configuration snapshot,
+//! decision, egress edits, in-place rewrite, monitor events) allocates
+//! nothing: checked with a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use xbridge::config::{BridgeConfig, EgressMode, PortConfig};
-use xbridge::fdb::{Fdb, Millis};
+use xbridge::events::{EventHub, RawEvent, RawKind};
+use xbridge::fdb::{Fdb, LearnOutcome, Millis};
 use xbridge::pipeline::{InterfaceId, Pipeline, Verdict};
 use xbridge::wire::{self, FrameBuilder, MacAddr, Tci};
 
@@ -56,7 +58,12 @@ fn deciding_and_rewriting_frames_allocates_nothing() {
     .validate()
     .unwrap();
     let fdb = Fdb::new(config.fdb_max_learned);
-    let pipeline = Pipeline::new(config);
+    // As the dataplane holds it: a snapshot a reload may swap at any time.
+    let snapshot = arc_swap::ArcSwap::from_pointee(Pipeline::new(config.clone()));
+    snapshot.store(std::sync::Arc::new(Pipeline::new(config)));
+    let events = EventHub::new(1);
+    events.set_listening(true);
+    drop(snapshot.load()); // the thread's first load sets up its slot
     let frames: Vec<Vec<u8>> = (0..64u8)
         .map(|n| {
             let dst = if n % 4 == 0 {
@@ -83,10 +90,22 @@ fn deciding_and_rewriting_frames_allocates_nothing() {
     ];
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let mut forwarded = 0;
+    let mut recorded = 0;
     for round in 0..200u64 {
+        let pipeline = snapshot.load();
         for (n, frame) in frames.iter().enumerate() {
             let interface = interfaces[n % 4];
             let decision = pipeline.decide(interface, frame, &fdb, Millis(round));
+            if let (Some(LearnOutcome::Learned), Some(port)) = (decision.learn, decision.ingress) {
+                events.ring(0).push(RawEvent {
+                    kind: RawKind::Learn,
+                    mac: MacAddr([2, 0, 0, 0, 1, n as u8]),
+                    vid: decision.vid,
+                    port,
+                    from: port,
+                });
+                recorded += 1;
+            }
             if let Verdict::Forward(forward) = decision.verdict {
                 for port in forward.egress.iter() {
                     let edit = pipeline.egress_edit(&forward, port);
@@ -103,5 +122,6 @@ fn deciding_and_rewriting_frames_allocates_nothing() {
         forwarded > 10_000,
         "the loop did real work ({forwarded} copies)"
     );
+    assert!(recorded > 0, "learn events were recorded");
     assert_eq!(after - before, 0, "allocations on the per-frame path");
 }

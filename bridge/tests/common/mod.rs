@@ -8,9 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
 use xbridge::stats::BridgeStats;
 use xbridge::sys::netns;
+
 use xbridge::sys::packet::{Captured, PacketSocket};
+use xbridge::wire::{MacAddr, Tci};
 
 pub const XBRIDGE: &str = env!("CARGO_BIN_EXE_xbridge");
 
@@ -113,6 +116,40 @@ impl Lab {
 
     pub fn bridge(&self, bridge: &str) -> String {
         format!("{}{bridge}", self.prefix)
+    }
+
+    /// `xbridge ARGS --bridge BRIDGE` (prefixed) against the running bridge.
+    pub fn control(&self, bridge: &str, args: &[&str]) -> Output {
+        Command::new(XBRIDGE)
+            .args(args)
+            .args(["--bridge", &self.bridge(bridge)])
+            .output()
+            .expect("running xbridge")
+    }
+
+    /// `control` that must succeed; its stdout parsed as JSON (`null` when empty).
+    pub fn control_json(&self, bridge: &str, args: &[&str]) -> serde_json::Value {
+        let out = self.control(bridge, args);
+        assert!(
+            out.status.success(),
+            "xbridge {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// `control` that must fail with a message containing `says`.
+    pub fn control_fails(&self, bridge: &str, args: &[&str], says: &str) {
+        let out = self.control(bridge, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "xbridge {args:?} should fail");
+        assert!(
+            stderr.contains(says) && stderr.lines().count() == 1,
+            "xbridge {args:?}: expected one line saying `{says}`, got: {stderr}"
+        );
     }
 
     /// For `test`: `file` up on xbridge with `xbridge run FILE EXTRA` running
@@ -330,4 +367,153 @@ pub fn assert_no_namespaces_with(prefix: &str, what: &str) {
         .map(String::from)
         .collect();
     assert!(left.is_empty(), "{what}: namespaces left behind: {left:?}");
+}
+
+pub const BCAST: MacAddr = MacAddr::BROADCAST;
+/// How long a frame that should arrive may take.
+pub const ARRIVE: Duration = Duration::from_secs(3);
+/// How long we watch for a frame that must not arrive.
+pub const ABSENT: Duration = Duration::from_millis(400);
+
+pub fn tag(vid: u16) -> Tci {
+    Tci::new(0, false, vid)
+}
+
+pub fn marker(test: &str, row: usize) -> Vec<u8> {
+    format!("xbridge-test {test} row {row} pid {}", std::process::id()).into_bytes()
+}
+
+/// Sends `frame` from `from` and checks that exactly the hosts in
+/// `expected` get it, each with exactly the expected bytes.
+pub fn expect_delivery(
+    sockets: &BTreeMap<&str, PacketSocket>,
+    from: &str,
+    frame: &[u8],
+    mark: &[u8],
+    expected: &[(&str, Vec<u8>)],
+    what: &str,
+) {
+    for socket in sockets.values() {
+        socket.drain();
+    }
+    sockets[from].send(frame).expect("send");
+    for (host, bytes) in expected {
+        let got = capture(&sockets[host], mark, 1, ARRIVE);
+        assert_eq!(got.len(), 1, "{what}: {host} should receive the frame");
+        assert_eq!(
+            &got[0].bytes, bytes,
+            "{what}: {host} got the wrong bytes/tags"
+        );
+    }
+    for (host, socket) in sockets {
+        if *host == from || expected.iter().any(|(h, _)| h == host) {
+            continue;
+        }
+        let got = capture(socket, mark, 1, ABSENT);
+        assert!(
+            got.is_empty(),
+            "{what}: {host} must not receive the frame, got {:02x?}",
+            got[0].bytes
+        );
+    }
+}
+
+pub fn host_mac(host: &str) -> MacAddr {
+    let last = match host {
+        "a" => 0x0a,
+        "b" => 0x0b,
+        "c" => 0x0c,
+        "d" => 0x0d,
+        "e" => 0x0e,
+        other => panic!("no host {other}"),
+    };
+    MacAddr([2, 0, 0, 0, 0, last])
+}
+
+/// A row of the spec's reference scenario A-E: the sending host, the tags
+/// of its broadcast frame, and each receiving host with the tags it gets.
+pub type Row = (&'static str, Vec<Tci>, Vec<(&'static str, Vec<Tci>)>);
+
+/// The rows of shared/spec/vlan-semantics.md's "Expected" list, in order,
+/// for topologies/vlan-rules.toml (host X on port X).
+pub fn reference_rows() -> Vec<Row> {
+    let prio3 = Tci::new(3, false, 0);
+    vec![
+        (
+            "a",
+            vec![],
+            vec![("b", vec![]), ("d", vec![]), ("e", vec![tag(10)])],
+        ),
+        ("c", vec![], vec![("e", vec![tag(20)])]),
+        ("d", vec![], vec![("b", vec![]), ("e", vec![tag(30)])]),
+        ("e", vec![tag(30)], vec![("b", vec![])]),
+        ("e", vec![tag(20)], vec![("c", vec![])]),
+        (
+            "e",
+            vec![tag(10)],
+            vec![("a", vec![]), ("b", vec![]), ("d", vec![])],
+        ),
+        ("a", vec![tag(20)], vec![]),
+        ("e", vec![], vec![]),
+        (
+            "a",
+            vec![prio3],
+            vec![
+                ("b", vec![]),
+                ("d", vec![]),
+                ("e", vec![Tci::new(3, false, 10)]),
+            ],
+        ),
+        (
+            "b",
+            vec![Tci::new(5, false, 10)],
+            vec![
+                ("a", vec![]),
+                ("d", vec![]),
+                ("e", vec![Tci::new(5, false, 10)]),
+            ],
+        ),
+        (
+            "a",
+            vec![tag(10), tag(20)],
+            vec![
+                ("b", vec![tag(20)]),
+                ("d", vec![tag(20)]),
+                ("e", vec![tag(10), tag(20)]),
+            ],
+        ),
+    ]
+}
+
+/// In topologies/vlan-rules.toml: a unicast frame from host a to `dst`,
+/// which the bridge must flood in VLAN 10 (spec F2): b and d get it
+/// untagged, e tagged 10 (E2, E3).
+pub fn expect_vlan10_flood_from_a(
+    sockets: &BTreeMap<&str, PacketSocket>,
+    dst: MacAddr,
+    mark: &[u8],
+    what: &str,
+) {
+    let frame = |tags: &[Tci]| {
+        tags.iter()
+            .fold(
+                xbridge::wire::FrameBuilder::new(dst, host_mac("a")),
+                |b, t| b.tag(*t),
+            )
+            .payload(mark)
+            .build()
+    };
+    let untagged = frame(&[]);
+    expect_delivery(
+        sockets,
+        "a",
+        &untagged,
+        mark,
+        &[
+            ("b", untagged.clone()),
+            ("d", untagged.clone()),
+            ("e", frame(&[tag(10)])),
+        ],
+        what,
+    );
 }
