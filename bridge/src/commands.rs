@@ -265,7 +265,10 @@ pub fn vlan(args: RuntimeArgs) -> Result<()> {
                 } else {
                     row.port.clone()
                 };
-                println!("{port:<12} {} {}", row.vlan, flags.join(" "));
+                println!(
+                    "{}",
+                    format!("{port:<12} {} {}", row.vlan, flags.join(" ")).trim_end()
+                );
                 last_port = row.port;
             }
         }
@@ -507,6 +510,7 @@ pub fn monitor(args: RuntimeArgs) -> Result<()> {
         });
     }
     let json = call.json;
+    let bridge = call.bridge.clone();
     control::monitor(&call.bridge, topics, |event| {
         let line = if json {
             serde_json::to_string(&event).expect("serialisable")
@@ -517,6 +521,7 @@ pub fn monitor(args: RuntimeArgs) -> Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
     })?;
+    eprintln!("xbridge: bridge {bridge} stopped");
     Ok(())
 }
 
