@@ -61,9 +61,10 @@ fn normalise(mut args: RuntimeArgs) -> Result<RuntimeArgs> {
     Ok(args)
 }
 
-/// A command's words after normalising, with its bridge.
+/// A command's words after normalising, with its bridge (looked up only
+/// once the words have parsed, so a typo is reported as such).
 struct Invocation {
-    bridge: String,
+    named: Option<String>,
     json: bool,
     details: bool,
     words: Vec<String>,
@@ -72,11 +73,17 @@ struct Invocation {
 fn invocation(args: RuntimeArgs) -> Result<Invocation> {
     let args = normalise(args)?;
     Ok(Invocation {
-        bridge: which_bridge(args.bridge)?,
+        named: args.bridge,
         json: args.json,
         details: args.details,
         words: args.words,
     })
+}
+
+impl Invocation {
+    fn bridge(&self) -> Result<String> {
+        which_bridge(self.named.clone())
+    }
 }
 
 fn ask<T: serde::de::DeserializeOwned>(bridge: &str, request: &Request) -> Result<T> {
@@ -169,12 +176,11 @@ fn print_changes(bridge: &str, changes: &[Change], json: bool) -> Result<()> {
 pub fn fdb(args: RuntimeArgs) -> Result<()> {
     let call = invocation(args)?;
     let (action, words) = action(&call, "fdb", "show, add, del or flush")?;
-    let bridge = &call.bridge;
     match action.as_str() {
         "show" => {
             let words = parse_words(&words, &["static", "dynamic"], &[], false)?;
             let vlan = words.vlan()?;
-            let mut rows: Vec<FdbRow> = ask(bridge, &Request::FdbShow)?;
+            let mut rows: Vec<FdbRow> = ask(&call.bridge()?, &Request::FdbShow)?;
             rows.retain(|r| {
                 words.dev.as_ref().is_none_or(|d| &r.port == d)
                     && vlan.is_none_or(|v| r.vlan == v)
@@ -198,7 +204,7 @@ pub fn fdb(args: RuntimeArgs) -> Result<()> {
             let mac = words.bare.clone().context("fdb add needs a MAC")?;
             let port = words.dev("fdb add")?;
             ask::<()>(
-                bridge,
+                &call.bridge()?,
                 &Request::FdbAdd {
                     mac,
                     port,
@@ -210,7 +216,7 @@ pub fn fdb(args: RuntimeArgs) -> Result<()> {
             let words = parse_words(&words, &[], &[], true)?;
             let mac = words.bare.clone().context("fdb del needs a MAC")?;
             ask::<()>(
-                bridge,
+                &call.bridge()?,
                 &Request::FdbDel {
                     mac,
                     vlan: words.vlan()?,
@@ -219,7 +225,7 @@ pub fn fdb(args: RuntimeArgs) -> Result<()> {
         }
         "flush" => {
             let words = parse_words(&words, &["dynamic"], &[], false)?;
-            let removed: usize = ask(bridge, &Request::FdbFlush { port: words.dev })?;
+            let removed: usize = ask(&call.bridge()?, &Request::FdbFlush { port: words.dev })?;
             if call.json {
                 return print_json(&serde_json::json!({ "removed": removed }));
             }
@@ -236,11 +242,10 @@ pub fn fdb(args: RuntimeArgs) -> Result<()> {
 pub fn vlan(args: RuntimeArgs) -> Result<()> {
     let call = invocation(args)?;
     let (action, words) = action(&call, "vlan", "show, add or del")?;
-    let bridge = &call.bridge;
     match action.as_str() {
         "show" => {
             let words = parse_words(&words, &[], &[], false)?;
-            let mut rows: Vec<VlanRow> = ask(bridge, &Request::VlanShow)?;
+            let mut rows: Vec<VlanRow> = ask(&call.bridge()?, &Request::VlanShow)?;
             rows.retain(|r| {
                 words.dev.as_ref().is_none_or(|d| &r.port == d)
                     && words
@@ -291,9 +296,9 @@ pub fn vlan(args: RuntimeArgs) -> Result<()> {
                 }
                 Edit::VlanDel { port, vids }
             };
-            let changes: Vec<Change> = ask(bridge, &Request::Edit(edit))?;
+            let changes: Vec<Change> = ask(&call.bridge()?, &Request::Edit(edit))?;
             if call.json {
-                return print_changes(bridge, &changes, true);
+                return print_json(&changes);
             }
         }
         other => bail!("unknown vlan action `{other}` (show, add, del)"),
@@ -322,11 +327,10 @@ const LINK_SETTINGS: [&str; 7] = [
 pub fn link(args: RuntimeArgs) -> Result<()> {
     let call = invocation(args)?;
     let (action, words) = action(&call, "link", "show or set")?;
-    let bridge = &call.bridge;
     match action.as_str() {
         "show" => {
             let words = parse_words(&words, &[], &[], false)?;
-            let mut rows: Vec<LinkRow> = ask(bridge, &Request::LinkShow)?;
+            let mut rows: Vec<LinkRow> = ask(&call.bridge()?, &Request::LinkShow)?;
             rows.retain(|r| words.dev.as_ref().is_none_or(|d| &r.port == d));
             if call.json {
                 return print_json(&rows);
@@ -383,10 +387,12 @@ pub fn link(args: RuntimeArgs) -> Result<()> {
                     _ => unreachable!("parse_words only passes LINK_SETTINGS"),
                 }
             }
-            let applied: Vec<Change> =
-                ask(bridge, &Request::Edit(Edit::LinkSet { port, changes }))?;
+            let applied: Vec<Change> = ask(
+                &call.bridge()?,
+                &Request::Edit(Edit::LinkSet { port, changes }),
+            )?;
             if call.json {
-                return print_changes(bridge, &applied, true);
+                return print_json(&applied);
             }
         }
         other => bail!("unknown link action `{other}` (show, set)"),
@@ -412,10 +418,11 @@ fn live_stats(bridge: &str) -> Result<BridgeStats> {
 pub fn stats(args: RuntimeArgs) -> Result<()> {
     let call = invocation(args)?;
     let words = parse_words(&call.words, &[], &[], false)?;
-    let mut stats = live_stats(&call.bridge)?;
+    let bridge = call.bridge()?;
+    let mut stats = live_stats(&bridge)?;
     if let Some(dev) = &words.dev {
         if !stats.ports.contains_key(dev) {
-            bail!("bridge {}: no port {dev}", call.bridge);
+            bail!("bridge {bridge}: no port {dev}");
         }
         stats.ports.retain(|name, _| name == dev);
     }
@@ -510,8 +517,8 @@ pub fn monitor(args: RuntimeArgs) -> Result<()> {
         });
     }
     let json = call.json;
-    let bridge = call.bridge.clone();
-    control::monitor(&call.bridge, topics, |event| {
+    let bridge = call.bridge()?;
+    control::monitor(&bridge, topics, |event| {
         let line = if json {
             serde_json::to_string(&event).expect("serialisable")
         } else {
@@ -561,7 +568,7 @@ pub fn trace(args: RuntimeArgs) -> Result<()> {
     };
     let frame = xbridge::trace::frame_from_words(&frame_words)?;
     let trace: Trace = ask(
-        &call.bridge,
+        &call.bridge()?,
         &Request::Trace {
             port: dev,
             frame: xbridge::wire::hex(&frame),

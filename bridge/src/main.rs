@@ -20,6 +20,10 @@ use commands::RuntimeArgs;
 ///   xbridge run topologies/two-namespaces.toml          # the bridge (Ctrl-C stops)
 ///   ip netns exec ns1 ping 192.168.50.2                 # in another shell
 ///   xbridge stats                                       # counters of the running bridge
+///   xbridge vlan add dev p2 vid 20 pvid untagged        # change it live (also: fdb, link)
+///   xbridge monitor                                     # learn/age/config events as they happen
+///   xbridge trace dev p1 src 02:00:00:00:00:01 dst ff:ff:ff:ff:ff:ff
+///   xbridge reload topologies/two-namespaces.toml       # back to the file, all or nothing
 ///   xbridge topo down topologies/two-namespaces.toml
 ///
 /// Or `xbridge demo` to see all of that in one go.

@@ -181,3 +181,65 @@ fn bench_rejects_impossible_frame_sizes() {
     let err = fails(&["bench", "--sizes", "63"]);
     assert!(err.contains("frame size 63 is outside 64..=1518"), "{err}");
 }
+
+// Runtime-control words are checked before any bridge is looked for, so a
+// typo is reported as a typo (spec I2: VIDs 0 and 4095 never name a VLAN).
+#[test]
+fn runtime_commands_reject_bad_words_before_contacting_a_bridge() {
+    let demo = repo_file("topologies/two-namespaces.toml");
+    let demo = demo.to_str().unwrap();
+    for (args, says) in [
+        (
+            &["vlan", "add", "dev", "p1", "vid", "0"][..],
+            "outside 1..=4094",
+        ),
+        (
+            &["vlan", "add", "dev", "p1", "vid", "4095"],
+            "outside 1..=4094",
+        ),
+        (
+            &["vlan", "add", "dev", "p1", "vid", "9-3"],
+            "not a VLAN ID or range",
+        ),
+        (&["vlan", "add", "vid", "3"], "needs `dev PORT`"),
+        (&["link", "set", "dev", "p1", "flood", "maybe"], "on or off"),
+        (
+            &["link", "set", "dev", "p1", "accept", "some"],
+            "all, untagged or tagged",
+        ),
+        (&["fdb", "show", "vlan", "3-4"], "not allowed here"),
+        (&["monitor", "routes"], "unknown monitor object"),
+        (
+            &["trace", "src", "02:00:00:00:00:01"],
+            "needs `dev PORT` first",
+        ),
+        (
+            &[
+                "trace",
+                "dev",
+                "p1",
+                "src",
+                "zz",
+                "dst",
+                "ff:ff:ff:ff:ff:ff",
+            ],
+            "not a MAC",
+        ),
+        (
+            &["trace", "dev", "p1", "src", "02:00:00:00:00:01"],
+            "needs `src MAC` and `dst MAC`",
+        ),
+        (
+            &["reload", "/nonexistent/file.toml"],
+            "/nonexistent/file.toml",
+        ),
+        (
+            &["run", demo, "--metrics", "0.0.0.0:9417"],
+            "not a loopback address",
+        ),
+        (&["run", demo, "--metrics", "nine"], "is not an address"),
+    ] {
+        let stderr = fails(args);
+        assert!(stderr.contains(says), "xbridge {args:?}: {stderr}");
+    }
+}
