@@ -7,6 +7,7 @@ use clap::Args;
 use xbridge::config::Accept;
 use xbridge::control::{self, FdbRow, LinkRow, Request, VlanRow};
 use xbridge::events::{Event, Topic};
+use xbridge::pipeline::DropReason;
 use xbridge::reconfig::{Change, Edit, LinkChanges, VidRange};
 use xbridge::runtime;
 use xbridge::stats::BridgeStats;
@@ -224,13 +225,20 @@ pub fn fdb(args: RuntimeArgs) -> Result<()> {
             )?;
         }
         "flush" => {
-            let words = parse_words(&words, &["dynamic"], &[], false)?;
-            let removed: usize = ask(&call.bridge()?, &Request::FdbFlush { port: words.dev })?;
+            let words = parse_words(&words, &["dynamic", "static"], &[], false)?;
+            let include_static = words.flags.iter().any(|f| f == "static");
+            let request = Request::FdbFlush {
+                port: words.dev.clone(),
+                vlan: words.vlan()?,
+                dynamic: !include_static || words.flags.iter().any(|f| f == "dynamic"),
+                include_static,
+            };
+            let removed: usize = ask(&call.bridge()?, &request)?;
             if call.json {
                 return print_json(&serde_json::json!({ "removed": removed }));
             }
             println!(
-                "{removed} dynamic entr{} removed",
+                "{removed} entr{} removed",
                 if removed == 1 { "y" } else { "ies" }
             );
         }
@@ -492,6 +500,14 @@ fn print_details(stats: &BridgeStats) {
         );
     }
     for (name, port) in &stats.ports {
+        let drops: Vec<String> = DropReason::ALL
+            .iter()
+            .map(|reason| {
+                let count = port.drops.get(reason.name()).copied().unwrap_or(0);
+                format!("{}={count}", reason.name())
+            })
+            .collect();
+        println!("\n{name} drops (spec X2): {}", drops.join(" "));
         let counters: Vec<String> = port
             .xdp
             .iter()
@@ -499,7 +515,7 @@ fn print_details(stats: &BridgeStats) {
             .map(|(counter, value)| format!("{counter}={value}"))
             .collect();
         if !counters.is_empty() {
-            println!("\n{name}: {}", counters.join(" "));
+            println!("{name} XDP and socket: {}", counters.join(" "));
         }
     }
 }

@@ -34,9 +34,16 @@ const TICK: Duration = Duration::from_millis(20);
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     FdbShow,
-    /// Removes dynamic entries (all, or those on `port`).
+    /// Removes entries on `port` (all ports if none) in `vlan` (all if
+    /// none): dynamic ones, static ones, or both.
     FdbFlush {
         port: Option<String>,
+        #[serde(default)]
+        vlan: Option<u16>,
+        #[serde(default = "yes")]
+        dynamic: bool,
+        #[serde(default, rename = "static")]
+        include_static: bool,
     },
     /// Adds a static entry.
     FdbAdd {
@@ -71,6 +78,10 @@ pub enum Request {
         #[serde(default)]
         topics: Vec<Topic>,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One FDB entry as shown to users.
@@ -181,14 +192,25 @@ pub fn handle(bridge: &Dataplane, request: Request) -> Response {
                 .collect();
             Ok(Response::with(rows))
         }
-        Request::FdbFlush { port } => {
+        Request::FdbFlush {
+            port,
+            vlan,
+            dynamic,
+            include_static,
+        } => {
             let only = port.as_deref().map(port_id).transpose()?;
+            let in_vlan = vlan.map(|v| vid_of(Some(v))).transpose()?;
             let mut removed = 0usize;
             bridge.fdb().retain(
-                |e| e.is_static || only.is_some_and(|p| p != e.port),
+                |e| {
+                    let kind = if e.is_static { include_static } else { dynamic };
+                    !(kind
+                        && only.is_none_or(|p| p == e.port)
+                        && in_vlan.is_none_or(|v| v == e.vid))
+                },
                 |_| removed += 1,
             );
-            fdb_event(port, format!("flush: {removed} dynamic entries removed"));
+            fdb_event(port, format!("flush: {removed} entries removed"));
             Ok(Response::with(removed))
         }
         Request::FdbAdd { mac, port, vlan } => {

@@ -14,7 +14,7 @@ use xbridge_ebpf::{AttachMode, PortProgram, XdpCounter};
 
 use crate::config::{BridgeConfig, PortId};
 use crate::events::{Event, EventHub, RawEvent, RawKind};
-use crate::fdb::{Fdb, LearnOutcome, Millis};
+use crate::fdb::{Fdb, FdbEntry, LearnOutcome, Millis};
 use crate::pipeline::{InterfaceId, Pipeline, Verdict};
 use crate::reconfig::{self, Change, Edit, EditError};
 use crate::stats::{BridgeStats, WorkerCounters};
@@ -270,24 +270,34 @@ impl Dataplane {
         let current = self.pipeline();
         reconfig::check_reload(current.config(), &next)?;
         let next = next.validate()?;
-        // Static entries first: the only step that can fail, undone on error.
-        let mut added = Vec::new();
+        // Every static entry of the file is put in place first, also one a
+        // runtime `fdb del` removed: the only step that can fail, so it is
+        // undone on error.
+        let mut undo = Vec::new();
         for entry in &next.static_fdb {
-            let filtering_changed = current.config().vlan_filtering != next.vlan_filtering;
-            if current.config().static_fdb.contains(entry) && !filtering_changed {
+            let vid = static_vid(&next, entry);
+            let before = self.fdb.get(entry.mac, vid);
+            if before.is_some_and(|e| e.is_static && e.port == entry.port) {
                 continue;
             }
-            let vid = static_vid(&next, entry);
-            let existed = self.fdb.get(entry.mac, vid).is_some_and(|e| e.is_static);
             if let Err(err) = self.fdb.add_static(entry.mac, vid, entry.port) {
-                for (mac, vid) in added {
-                    self.fdb.remove(mac, vid);
+                for (mac, vid, before) in undo.into_iter().rev() {
+                    match before {
+                        Some(FdbEntry {
+                            is_static: true,
+                            port,
+                            ..
+                        }) => {
+                            let _ = self.fdb.add_static(mac, vid, port);
+                        }
+                        _ => {
+                            self.fdb.remove(mac, vid);
+                        }
+                    }
                 }
                 return Err(EditError::NotReloadable(err.to_string()));
             }
-            if !existed {
-                added.push((entry.mac, vid));
-            }
+            undo.push((entry.mac, vid, before));
         }
         Ok(self.apply(&current, next))
     }
@@ -305,27 +315,17 @@ impl Dataplane {
             .filter(|entry| filtering_changed || !next.static_fdb.contains(entry))
             .map(|entry| (entry.mac, static_vid(old, entry)))
             .collect();
-        let fresh_statics: Vec<_> = next
-            .static_fdb
-            .iter()
-            .filter(|entry| filtering_changed || !old.static_fdb.contains(entry))
-            .map(|entry| (entry.mac, static_vid(&next, entry), entry.port))
-            .collect();
+        // Reload put the new static entries in place already; an edit only
+        // ever removes some.
         let next_statics: Vec<_> = next
             .static_fdb
             .iter()
-            .map(|entry| (entry.mac, static_vid(&next, entry), entry.port))
+            .map(|entry| (entry.mac, static_vid(&next, entry)))
             .collect();
-        for (mac, vid, port) in fresh_statics {
-            // Reload added these already; an edit never adds static entries.
-            if self.fdb.get(mac, vid).is_none() {
-                let _ = self.fdb.add_static(mac, vid, port);
-            }
-        }
         self.pipeline.store(Arc::new(Pipeline::new(next)));
         for (mac, vid) in stale_statics {
             // A static entry that only moved to another port keeps its key.
-            let kept = next_statics.iter().any(|(m, v, _)| (*m, *v) == (mac, vid));
+            let kept = next_statics.contains(&(mac, vid));
             if !kept {
                 self.fdb.remove(mac, vid);
             }

@@ -65,7 +65,8 @@ enum Command {
     ///   xbridge fdb show [dev PORT] [vlan V] [static|dynamic] [-j]
     ///   xbridge fdb add MAC dev PORT [vlan V]     (a static entry)
     ///   xbridge fdb del MAC [vlan V]
-    ///   xbridge fdb flush [dev PORT]              (dynamic entries)
+    ///   xbridge fdb flush [dev PORT] [vlan V] [static] [dynamic]
+    ///                                             (default: dynamic entries only)
     #[command(verbatim_doc_comment)]
     Fdb(RuntimeArgs),
     /// The VLANs of a running bridge's ports, changed live, like bridge(8)'s `vlan`.

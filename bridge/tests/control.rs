@@ -525,6 +525,31 @@ fn reload_under_traffic_loses_nothing_on_untouched_ports() {
         (sent, 0),
         "{sent} sent during {reloads} reloads; sink: {counts:?}"
     );
+
+    // The file is the truth: a static entry deleted at runtime comes back.
+    lab.control_json(
+        "brreload",
+        &["fdb", "del", "02:00:00:00:be:02", "vlan", "10"],
+    );
+    let sink_entry = || {
+        lab.control_json("brreload", &["fdb", "show", "static", "-j"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["mac"] == "02:00:00:00:be:02" && r["port"] == "p2")
+    };
+    assert!(!sink_entry());
+    let out = Command::new(common::XBRIDGE)
+        .args(["--prefix", &lab.prefix, "reload"])
+        .arg(&files[1])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sink_entry(), "reload restored the static entry");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -574,6 +599,10 @@ fn stats_and_metrics_count_per_port_and_per_vlan() {
     assert!(
         text.contains("xdp_redirected="),
         "-s shows XDP counters: {text}"
+    );
+    assert!(
+        text.contains("a drops (spec X2): malformed=0 no_port=0"),
+        "-s lists every drop reason: {text}"
     );
 
     let log = lab.log_text();
@@ -678,6 +707,20 @@ fn fdb_and_vlan_commands_work_against_a_running_bridge() {
         .unwrap()
         .iter()
         .any(|r| r["mac"] == "02:00:00:00:00:99"));
+    // `flush static` takes static entries too, and only in the given VLAN.
+    assert!(
+        run(&["fdb", "add", "02:00:00:00:00:97", "dev", "p1", "vlan", "1"])
+            .status
+            .success()
+    );
+    let out = run(&["fdb", "flush", "dev", "p1", "vlan", "1", "static", "-j"]);
+    let flushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(flushed["removed"], 1, "{flushed}");
+    assert!(!show(&["static"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["mac"] == "02:00:00:00:00:97"));
 
     // Bad input: a clear line and a non-zero exit.
     let out = run(&[
