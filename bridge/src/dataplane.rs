@@ -14,7 +14,7 @@ use xbridge_ebpf::{AttachMode, PortProgram, XdpCounter};
 
 use crate::config::{BridgeConfig, PortId};
 use crate::events::{Event, EventHub, RawEvent, RawKind};
-use crate::fdb::{Fdb, FdbEntry, LearnOutcome, Millis};
+use crate::fdb::{Fdb, LearnOutcome, Millis};
 use crate::pipeline::{InterfaceId, Pipeline, Verdict};
 use crate::reconfig::{self, Change, Edit, EditError};
 use crate::stats::{BridgeStats, WorkerCounters};
@@ -83,6 +83,9 @@ struct Attached {
 #[derive(Debug)]
 pub struct Dataplane {
     pipeline: Arc<ArcSwap<Pipeline>>,
+    /// Serialises writers of `pipeline` (control side only; workers never
+    /// take it), so two changes cannot both start from the same snapshot.
+    writer: std::sync::Mutex<()>,
     events: Arc<EventHub>,
     fdb: Arc<Fdb>,
     counters: Vec<Arc<WorkerCounters>>,
@@ -211,6 +214,7 @@ impl Dataplane {
 
         let mut dataplane = Dataplane {
             pipeline: snapshot,
+            writer: std::sync::Mutex::new(()),
             events,
             fdb,
             counters,
@@ -259,6 +263,7 @@ impl Dataplane {
 
     /// Applies a runtime edit (`xbridge vlan add|del`, `link set`).
     pub fn edit(&self, edit: &Edit) -> Result<Vec<Change>, EditError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.pipeline();
         let next = reconfig::edited(current.config(), edit)?;
         Ok(self.apply(&current, next))
@@ -267,38 +272,12 @@ impl Dataplane {
     /// Replaces the configuration with `next` (`xbridge reload`): all or
     /// nothing.
     pub fn reload(&self, next: BridgeConfig) -> Result<Vec<Change>, EditError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.pipeline();
         reconfig::check_reload(current.config(), &next)?;
         let next = next.validate()?;
-        // Every static entry of the file is put in place first, also one a
-        // runtime `fdb del` removed: the only step that can fail, so it is
-        // undone on error.
-        let mut undo = Vec::new();
-        for entry in &next.static_fdb {
-            let vid = static_vid(&next, entry);
-            let before = self.fdb.get(entry.mac, vid);
-            if before.is_some_and(|e| e.is_static && e.port == entry.port) {
-                continue;
-            }
-            if let Err(err) = self.fdb.add_static(entry.mac, vid, entry.port) {
-                for (mac, vid, before) in undo.into_iter().rev() {
-                    match before {
-                        Some(FdbEntry {
-                            is_static: true,
-                            port,
-                            ..
-                        }) => {
-                            let _ = self.fdb.add_static(mac, vid, port);
-                        }
-                        _ => {
-                            self.fdb.remove(mac, vid);
-                        }
-                    }
-                }
-                return Err(EditError::NotReloadable(err.to_string()));
-            }
-            undo.push((entry.mac, vid, before));
-        }
+        // The only step that can fail, undone on error: before the swap.
+        reconfig::install_statics(&self.fdb, &next)?;
         Ok(self.apply(&current, next))
     }
 
@@ -307,38 +286,9 @@ impl Dataplane {
     fn apply(&self, current: &Pipeline, next: BridgeConfig) -> Vec<Change> {
         let old = current.config();
         let changes = reconfig::differences(old, &next);
-        let removed = reconfig::removed_memberships(old, &next);
-        let filtering_changed = old.vlan_filtering != next.vlan_filtering;
-        let stale_statics: Vec<(crate::wire::MacAddr, u16)> = old
-            .static_fdb
-            .iter()
-            .filter(|entry| filtering_changed || !next.static_fdb.contains(entry))
-            .map(|entry| (entry.mac, static_vid(old, entry)))
-            .collect();
-        // Reload put the new static entries in place already; an edit only
-        // ever removes some.
-        let next_statics: Vec<_> = next
-            .static_fdb
-            .iter()
-            .map(|entry| (entry.mac, static_vid(&next, entry)))
-            .collect();
-        self.pipeline.store(Arc::new(Pipeline::new(next)));
-        for (mac, vid) in stale_statics {
-            // A static entry that only moved to another port keeps its key.
-            let kept = next_statics.contains(&(mac, vid));
-            if !kept {
-                self.fdb.remove(mac, vid);
-            }
-        }
-        // A VLAN leaving a port takes the port's entries in it along; keys
-        // change meaning when filtering is switched, so then all go.
-        self.fdb.retain(
-            |entry| {
-                (entry.is_static || !filtering_changed)
-                    && !removed.contains(&(entry.port, entry.vid))
-            },
-            |_| {},
-        );
+        let next = Arc::new(Pipeline::new(next));
+        self.pipeline.store(next.clone());
+        reconfig::tidy_fdb(&self.fdb, old, next.config());
         for change in &changes {
             tracing::info!(
                 "config: {}{}",
@@ -500,15 +450,6 @@ fn unwrap_io(err: std::io::Error, bridge: &str, namespace: &str) -> DataplaneErr
         bridge: bridge.to_string(),
         namespace: namespace.to_string(),
         source: err,
-    }
-}
-
-/// The FDB key of a static entry of `config`.
-fn static_vid(config: &BridgeConfig, entry: &crate::config::StaticEntry) -> u16 {
-    if config.vlan_filtering {
-        entry.vid.map_or(0, |vid| vid.get())
-    } else {
-        0
     }
 }
 

@@ -208,12 +208,8 @@ impl Pipeline {
     /// Loads static entries into `fdb`.
     pub fn install_static_entries(&self, fdb: &Fdb) -> Result<(), crate::fdb::FdbError> {
         for entry in &self.config.static_fdb {
-            let vid = if self.config.vlan_filtering {
-                entry.vid.map_or(0, |vid| vid.get())
-            } else {
-                0
-            };
-            fdb.add_static(entry.mac, vid, entry.port)?;
+            let (mac, vid) = crate::reconfig::static_key(&self.config, entry);
+            fdb.add_static(mac, vid, entry.port)?;
         }
         Ok(())
     }

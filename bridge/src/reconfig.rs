@@ -9,6 +9,8 @@ use std::fmt;
 use crate::config::{
     Accept, BadVid, BridgeConfig, ConfigError, EgressMode, PortConfig, PortId, StaticEntry, Vid,
 };
+use crate::fdb::{Fdb, FdbEntry};
+use crate::wire::MacAddr;
 
 /// VIDs `first..=last` (`V` or `V1-V2` on the command line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -426,6 +428,73 @@ pub fn removed_memberships(old: &BridgeConfig, new: &BridgeConfig) -> Vec<(PortI
     removed
 }
 
+/// The FDB key of a static entry of `config` (VLAN 0 without filtering).
+pub fn static_key(config: &BridgeConfig, entry: &StaticEntry) -> (MacAddr, u16) {
+    let vid = match (config.vlan_filtering, entry.vid) {
+        (true, Some(vid)) => vid.get(),
+        _ => 0,
+    };
+    (entry.mac, vid)
+}
+
+/// Puts every static entry of `next` into `fdb` (also one a runtime `fdb
+/// del` removed, or one a learned entry holds now): all or nothing, so on
+/// error `fdb` is as it was.
+pub fn install_statics(fdb: &Fdb, next: &BridgeConfig) -> Result<(), EditError> {
+    let mut undo: Vec<(MacAddr, u16, Option<FdbEntry>)> = Vec::new();
+    for entry in &next.static_fdb {
+        let (mac, vid) = static_key(next, entry);
+        let before = fdb.get(mac, vid);
+        if before.is_some_and(|e| e.is_static && e.port == entry.port) {
+            continue;
+        }
+        if let Err(err) = fdb.add_static(mac, vid, entry.port) {
+            for (mac, vid, before) in undo.into_iter().rev() {
+                fdb.remove(mac, vid);
+                match before {
+                    Some(old) if old.is_static => {
+                        let _ = fdb.add_static(mac, vid, old.port);
+                    }
+                    Some(old) => {
+                        fdb.learn(mac, vid, old.port, old.last_seen, 0);
+                    }
+                    None => {}
+                }
+            }
+            return Err(EditError::NotReloadable(err.to_string()));
+        }
+        undo.push((mac, vid, before));
+    }
+    Ok(())
+}
+
+/// After `next` replaced `old`, as Linux does: static entries `old` had and
+/// `next` has not go, a VLAN leaving a port takes the port's entries in it
+/// along, and switching `vlan_filtering` (which changes what the FDB's VLAN
+/// means) drops every dynamic entry.
+pub fn tidy_fdb(fdb: &Fdb, old: &BridgeConfig, next: &BridgeConfig) {
+    let filtering_changed = old.vlan_filtering != next.vlan_filtering;
+    let kept: Vec<(MacAddr, u16)> = next
+        .static_fdb
+        .iter()
+        .map(|entry| static_key(next, entry))
+        .collect();
+    for entry in &old.static_fdb {
+        // An entry that only moved to another port keeps its key.
+        let key = static_key(old, entry);
+        if !kept.contains(&key) {
+            fdb.remove(key.0, key.1);
+        }
+    }
+    let removed = removed_memberships(old, next);
+    fdb.retain(
+        |entry| {
+            (entry.is_static || !filtering_changed) && !removed.contains(&(entry.port, entry.vid))
+        },
+        |_| {},
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,5 +664,101 @@ mod tests {
             differences(&config, &vlans)[0].change,
             "vlan 30 added (tagged)"
         );
+    }
+
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, last])
+    }
+
+    fn with_static(mut config: BridgeConfig, last: u8, port: u16) -> BridgeConfig {
+        config.static_fdb.push(StaticEntry {
+            mac: mac(last),
+            vid: Vid::new(10).ok(),
+            port: PortId(port),
+        });
+        config.validate().unwrap()
+    }
+
+    #[test]
+    fn a_vlan_leaving_a_port_takes_its_entries_along() {
+        let old = with_static(bridge(), 1, 1);
+        let fdb = Fdb::new(1000);
+        install_statics(&fdb, &old).unwrap();
+        fdb.learn(mac(2), 10, PortId(1), crate::fdb::Millis(0), 0);
+        fdb.learn(mac(3), 10, PortId(0), crate::fdb::Millis(0), 0);
+        let next = edited(
+            &old,
+            &Edit::VlanDel {
+                port: "b".into(),
+                vids: VidRange::parse("10").unwrap(),
+            },
+        )
+        .unwrap();
+        assert!(
+            next.static_fdb.is_empty(),
+            "the static entry went with VLAN 10"
+        );
+        tidy_fdb(&fdb, &old, &next);
+        let left: Vec<(MacAddr, PortId)> = fdb.entries().iter().map(|e| (e.mac, e.port)).collect();
+        assert_eq!(left, vec![(mac(3), PortId(0))], "port a's entry stays");
+    }
+
+    #[test]
+    fn statics_follow_the_file_and_a_moved_one_keeps_its_key() {
+        let old = with_static(bridge(), 1, 1);
+        let fdb = Fdb::new(1000);
+        install_statics(&fdb, &old).unwrap();
+        let moved = with_static(bridge(), 1, 0);
+        install_statics(&fdb, &moved).unwrap();
+        tidy_fdb(&fdb, &old, &moved);
+        let entry = fdb.get(mac(1), 10).expect("still there");
+        assert_eq!((entry.port, entry.is_static), (PortId(0), true));
+        // Deleted at runtime, put back by the next install.
+        fdb.remove(mac(1), 10);
+        install_statics(&fdb, &moved).unwrap();
+        assert!(fdb.get(mac(1), 10).is_some_and(|e| e.is_static));
+        // Gone from the file: gone from the FDB.
+        tidy_fdb(&fdb, &moved, &bridge());
+        assert_eq!(fdb.get(mac(1), 10), None);
+    }
+
+    #[test]
+    fn switching_filtering_drops_learned_entries_and_rekeys_statics() {
+        let old = with_static(bridge(), 1, 1);
+        let fdb = Fdb::new(1000);
+        install_statics(&fdb, &old).unwrap();
+        fdb.learn(mac(2), 10, PortId(1), crate::fdb::Millis(0), 0);
+        let mut next = old.clone();
+        next.vlan_filtering = false;
+        install_statics(&fdb, &next).unwrap();
+        tidy_fdb(&fdb, &old, &next);
+        let left: Vec<(MacAddr, u16, bool)> = fdb
+            .entries()
+            .iter()
+            .map(|e| (e.mac, e.vid, e.is_static))
+            .collect();
+        assert_eq!(left, vec![(mac(1), 0, true)]);
+    }
+
+    #[test]
+    fn installing_statics_is_all_or_nothing() {
+        let fdb = Fdb::new(10);
+        fdb.learn(mac(1), 10, PortId(1), crate::fdb::Millis(0), 0);
+        let before = fdb.entries();
+        let mut config = bridge();
+        // Far more entries than the smallest table holds.
+        config.static_fdb = (0..5000u32)
+            .map(|n| StaticEntry {
+                mac: MacAddr::from_u64(0x0200_0000_0000 + u64::from(n)),
+                vid: Vid::new(10).ok(),
+                port: PortId(0),
+            })
+            .collect();
+        let config = config.validate().unwrap();
+        assert!(matches!(
+            install_statics(&fdb, &config),
+            Err(EditError::NotReloadable(_))
+        ));
+        assert_eq!(fdb.entries(), before, "nothing stayed behind");
     }
 }
