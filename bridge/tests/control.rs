@@ -519,6 +519,7 @@ fn reload_under_traffic_loses_nothing_on_untouched_ports() {
     };
     let received: u64 = counts.streams.iter().map(|s| s.received).sum();
     let duplicates: u64 = counts.streams.iter().map(|s| s.duplicates).sum();
+    eprintln!("reload under traffic: {sent} frames sent, {received} received, {duplicates} duplicates, {reloads} reloads");
     assert!(reloads >= 10, "{reloads} reloads");
     assert_eq!(
         (received, duplicates),
