@@ -47,165 +47,193 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One field of a stats type as a metric: name, type, help, getter.
+type Field<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+/// Writes one metric family: its HELP and TYPE lines, then its samples.
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl Iterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP xbridge_{name} {help}");
+    let _ = writeln!(out, "# TYPE xbridge_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "xbridge_{name}{{{labels}}} {value}");
+    }
+}
+
+/// One family per field, one sample per labelled subject.
+fn families<T>(out: &mut String, prefix: &str, subjects: &[(String, &T)], fields: &[Field<T>]) {
+    for (name, kind, help, get) in fields {
+        family(
+            out,
+            &format!("{prefix}{name}"),
+            kind,
+            help,
+            subjects
+                .iter()
+                .map(|(labels, subject)| (labels.clone(), get(subject))),
+        );
+    }
+}
+
 /// All counters of `bridges` in the Prometheus text format.
 pub fn render(bridges: &[BridgeStats]) -> String {
     let mut out = String::new();
-    let mut family =
-        |name: &str, kind: &str, help: &str, samples: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP xbridge_{name} {help}");
-            let _ = writeln!(out, "# TYPE xbridge_{name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "xbridge_{name}{{{labels}}} {value}");
-            }
-        };
-    type PortField = fn(&crate::stats::PortStats) -> u64;
-    let port_counters: [(&str, &str, PortField); 5] = [
-        ("rx_frames_total", "Frames received on a port.", |p| {
-            p.rx_frames
-        }),
-        ("rx_bytes_total", "Bytes received on a port.", |p| {
-            p.rx_bytes
-        }),
-        ("tx_frames_total", "Frames sent through a port.", |p| {
-            p.tx_frames
-        }),
-        ("tx_bytes_total", "Bytes sent through a port.", |p| {
-            p.tx_bytes
-        }),
-        (
-            "egress_filtered_total",
-            "Copies withheld from a port by egress filtering (spec E1).",
-            |p| p.egress_filter,
-        ),
-    ];
-    for (name, help, get) in port_counters {
-        family(
-            &format!("port_{name}"),
-            "counter",
-            help,
-            &mut bridges.iter().flat_map(|b| {
-                b.ports.iter().map(move |(port, stats)| {
-                    (
-                        format!("bridge=\"{}\",port=\"{}\"", escape(&b.bridge), escape(port)),
-                        get(stats),
-                    )
-                })
-            }),
-        );
-    }
+    let bridge_labels: Vec<(String, &BridgeStats)> = bridges
+        .iter()
+        .map(|b| (format!("bridge=\"{}\"", escape(&b.bridge)), b))
+        .collect();
+    let ports: Vec<(String, &crate::stats::PortStats)> = bridge_labels
+        .iter()
+        .flat_map(|(labels, b)| {
+            b.ports
+                .iter()
+                .map(move |(port, stats)| (format!("{labels},port=\"{}\"", escape(port)), stats))
+        })
+        .collect();
+    let vlans: Vec<(String, &crate::stats::VlanStats)> = bridge_labels
+        .iter()
+        .flat_map(|(labels, b)| {
+            b.vlans
+                .iter()
+                .map(move |(vlan, stats)| (format!("{labels},vlan=\"{vlan}\""), stats))
+        })
+        .collect();
+
+    families(
+        &mut out,
+        "port_",
+        &ports,
+        &[
+            (
+                "rx_frames_total",
+                "counter",
+                "Frames received on a port.",
+                |p| p.rx_frames,
+            ),
+            (
+                "rx_bytes_total",
+                "counter",
+                "Bytes received on a port.",
+                |p| p.rx_bytes,
+            ),
+            (
+                "tx_frames_total",
+                "counter",
+                "Frames sent through a port.",
+                |p| p.tx_frames,
+            ),
+            (
+                "tx_bytes_total",
+                "counter",
+                "Bytes sent through a port.",
+                |p| p.tx_bytes,
+            ),
+            (
+                "egress_filtered_total",
+                "counter",
+                "Copies withheld from a port by egress filtering (spec E1).",
+                |p| p.egress_filter,
+            ),
+        ],
+    );
     family(
+        &mut out,
         "port_drops_total",
         "counter",
         "Frames dropped on their ingress port, by reason (spec X2).",
-        &mut bridges.iter().flat_map(|b| {
-            b.ports.iter().flat_map(move |(port, stats)| {
-                crate::pipeline::DropReason::ALL.iter().map(move |reason| {
-                    (
-                        format!(
-                            "bridge=\"{}\",port=\"{}\",reason=\"{}\"",
-                            escape(&b.bridge),
-                            escape(port),
-                            reason.name()
-                        ),
-                        stats.drops.get(reason.name()).copied().unwrap_or(0),
-                    )
-                })
+        ports.iter().flat_map(|(labels, stats)| {
+            crate::pipeline::DropReason::ALL.iter().map(move |reason| {
+                (
+                    format!("{labels},reason=\"{}\"", reason.name()),
+                    stats.drops.get(reason.name()).copied().unwrap_or(0),
+                )
             })
         }),
     );
-    type VlanField = fn(&crate::stats::VlanStats) -> u64;
-    let vlan_counters: [(&str, &str, VlanField); 4] = [
-        ("rx_frames_total", "Frames admitted into a VLAN.", |v| {
-            v.rx_frames
-        }),
-        ("rx_bytes_total", "Bytes admitted into a VLAN.", |v| {
-            v.rx_bytes
-        }),
-        ("tx_frames_total", "Copies of a VLAN's frames sent.", |v| {
-            v.tx_frames
-        }),
-        ("tx_bytes_total", "Bytes of a VLAN's frames sent.", |v| {
-            v.tx_bytes
-        }),
-    ];
-    for (name, help, get) in vlan_counters {
-        family(
-            &format!("vlan_{name}"),
-            "counter",
-            help,
-            &mut bridges.iter().flat_map(|b| {
-                b.vlans.iter().map(move |(vlan, stats)| {
-                    (
-                        format!("bridge=\"{}\",vlan=\"{vlan}\"", escape(&b.bridge)),
-                        get(stats),
-                    )
-                })
-            }),
-        );
-    }
+    families(
+        &mut out,
+        "vlan_",
+        &vlans,
+        &[
+            (
+                "rx_frames_total",
+                "counter",
+                "Frames admitted into a VLAN.",
+                |v| v.rx_frames,
+            ),
+            (
+                "rx_bytes_total",
+                "counter",
+                "Bytes admitted into a VLAN.",
+                |v| v.rx_bytes,
+            ),
+            (
+                "tx_frames_total",
+                "counter",
+                "Copies of a VLAN's frames sent.",
+                |v| v.tx_frames,
+            ),
+            (
+                "tx_bytes_total",
+                "counter",
+                "Bytes of a VLAN's frames sent.",
+                |v| v.tx_bytes,
+            ),
+        ],
+    );
     family(
+        &mut out,
         "xdp_total",
         "counter",
         "The XDP program's counters on a port's interface.",
-        &mut bridges.iter().flat_map(|b| {
-            b.ports.iter().flat_map(move |(port, stats)| {
-                stats.xdp.iter().map(move |(counter, value)| {
-                    (
-                        format!(
-                            "bridge=\"{}\",port=\"{}\",counter=\"{}\"",
-                            escape(&b.bridge),
-                            escape(port),
-                            escape(counter)
-                        ),
-                        *value,
-                    )
-                })
+        ports.iter().flat_map(|(labels, stats)| {
+            stats.xdp.iter().map(move |(counter, value)| {
+                (format!("{labels},counter=\"{}\"", escape(counter)), *value)
             })
         }),
     );
-    type BridgeField = fn(&BridgeStats) -> u64;
-    let bridge_values: [(&str, &str, &str, BridgeField); 6] = [
-        ("fdb_entries", "gauge", "Entries in the FDB.", |b| {
-            u64::from(b.fdb_entries)
-        }),
-        (
-            "fdb_moves_total",
-            "counter",
-            "FDB entries moved to another port (spec L2).",
-            |b| b.fdb_moves,
-        ),
-        (
-            "learn_limit_total",
-            "counter",
-            "Sources not learned because of a limit (spec L3).",
-            |b| b.learn_limit,
-        ),
-        ("no_port_total", "counter", "Frames no port owned.", |b| {
-            b.no_port
-        }),
-        (
-            "no_buffer_total",
-            "counter",
-            "Copies lost for want of a free frame.",
-            |b| b.no_buffer,
-        ),
-        (
-            "tx_ring_full_total",
-            "counter",
-            "Copies lost to a full TX ring.",
-            |b| b.tx_ring_full,
-        ),
-    ];
-    for (name, kind, help, get) in bridge_values {
-        family(
-            name,
-            kind,
-            help,
-            &mut bridges
-                .iter()
-                .map(|b| (format!("bridge=\"{}\"", escape(&b.bridge)), get(b))),
-        );
-    }
+    families(
+        &mut out,
+        "",
+        &bridge_labels,
+        &[
+            ("fdb_entries", "gauge", "Entries in the FDB.", |b| {
+                u64::from(b.fdb_entries)
+            }),
+            (
+                "fdb_moves_total",
+                "counter",
+                "FDB entries moved to another port (spec L2).",
+                |b| b.fdb_moves,
+            ),
+            (
+                "learn_limit_total",
+                "counter",
+                "Sources not learned because of a limit (spec L3).",
+                |b| b.learn_limit,
+            ),
+            ("no_port_total", "counter", "Frames no port owned.", |b| {
+                b.no_port
+            }),
+            (
+                "no_buffer_total",
+                "counter",
+                "Copies lost for want of a free frame.",
+                |b| b.no_buffer,
+            ),
+            (
+                "tx_ring_full_total",
+                "counter",
+                "Copies lost to a full TX ring.",
+                |b| b.tx_ring_full,
+            ),
+        ],
+    );
     out
 }
 
