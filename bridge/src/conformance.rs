@@ -51,6 +51,17 @@ pub type Emitted = BTreeMap<String, Vec<Vec<u8>>>;
 /// A learned FDB entry: (MAC, VLAN, port).
 pub type FdbRow = (String, u16, String);
 
+/// The entries of `fdb` as the oracle compares them, sorted.
+pub fn fdb_rows(fdb: &crate::fdb::Fdb, config: &BridgeConfig) -> Vec<FdbRow> {
+    let mut rows: Vec<FdbRow> = fdb
+        .entries()
+        .into_iter()
+        .map(|e| (e.mac.to_string(), e.vid, config.port(e.port).name.clone()))
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// A scenario's outcome: per frame, what was emitted; then the dynamic FDB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -216,19 +227,7 @@ impl Scenario {
             }
             out.push(emitted);
         }
-        let mut rows: Vec<FdbRow> = fdb
-            .entries()
-            .into_iter()
-            .map(|e| {
-                (
-                    e.mac.to_string(),
-                    e.vid,
-                    pipeline.config().port(e.port).name.clone(),
-                )
-            })
-            .collect();
-        rows.sort();
-        Ok((out, rows))
+        Ok((out, fdb_rows(&fdb, pipeline.config())))
     }
 
     /// Ports whose PVID is not a member: Linux cannot express them (its PVID

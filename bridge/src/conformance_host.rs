@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::conformance::{Emitted, EmittedHex, FdbRow, Outcome, Scenario};
+use crate::conformance::{fdb_rows, Emitted, EmittedHex, Outcome, Scenario};
 use crate::runtime::Running;
 use crate::sys::netns;
 use crate::sys::packet::PacketSocket;
@@ -143,20 +143,7 @@ pub fn run_scenario(scenario: &Scenario, prefix: &str) -> Result<Outcome, HostRu
             frames.push(EmittedHex::from(&emitted));
         }
         let bridge = &running.bridges()[0];
-        let pipeline = bridge.pipeline();
-        let mut fdb: Vec<FdbRow> = bridge
-            .fdb()
-            .entries()
-            .into_iter()
-            .map(|e| {
-                (
-                    e.mac.to_string(),
-                    e.vid,
-                    pipeline.config().port(e.port).name.clone(),
-                )
-            })
-            .collect();
-        fdb.sort();
+        let fdb = fdb_rows(bridge.fdb(), bridge.pipeline().config());
         running.stop();
         Ok(Outcome {
             scenario: scenario.name.clone(),
