@@ -208,6 +208,39 @@ impl Default for PortFlags {
     }
 }
 
+/// Which flag lets a flood reach a port (spec F2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FloodClass {
+    /// Broadcast, and STP BPDUs (01:80:c2:00:00:00), which flood like
+    /// broadcasts while xbridge runs no STP (spec I6).
+    Broadcast,
+    Multicast,
+    UnknownUnicast,
+}
+
+impl FloodClass {
+    pub fn of(dst: MacAddr) -> FloodClass {
+        if dst.is_broadcast() || dst.reserved_group_index() == Some(0) {
+            FloodClass::Broadcast
+        } else if dst.is_multicast() {
+            FloodClass::Multicast
+        } else {
+            FloodClass::UnknownUnicast
+        }
+    }
+}
+
+impl PortFlags {
+    /// Whether a flood of `class` may leave through the port.
+    pub fn floods(&self, class: FloodClass) -> bool {
+        match class {
+            FloodClass::Broadcast => self.bcast_flood,
+            FloodClass::Multicast => self.mcast_flood,
+            FloodClass::UnknownUnicast => self.flood,
+        }
+    }
+}
+
 /// One bridge port.
 #[derive(Clone, Debug)]
 pub struct PortConfig {

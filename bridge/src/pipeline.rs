@@ -3,7 +3,9 @@
 //! leaves through and how each copy's tags change. No I/O, no clock, no
 //! allocation: the dataplane and the tests call the same code.
 
-use crate::config::{Accept, BridgeConfig, EgressMode, PortConfig, PortId, PortKind, PortSet};
+use crate::config::{
+    Accept, BridgeConfig, EgressMode, FloodClass, PortConfig, PortId, PortKind, PortSet,
+};
 use crate::fdb::{Fdb, LearnOutcome, Millis};
 use crate::wire::{EthernetFrame, MacAddr, TagEdit, Tci};
 
@@ -383,21 +385,14 @@ impl Pipeline {
         }
 
         // spec: F2 (STP BPDUs, 01:80:c2:00:00:00, flood like broadcasts: I6)
-        let is_broadcast = dst.is_broadcast() || dst.reserved_group_index() == Some(0);
+        let class = FloodClass::of(dst);
         for (index, q) in self.config.ports.iter().enumerate() {
             let id = PortId(index as u16);
             if id == ingress {
                 continue;
             }
-            let allowed = if is_broadcast {
-                q.flags.bcast_flood
-            } else if dst.is_multicast() {
-                q.flags.mcast_flood
-            } else {
-                q.flags.flood
-            };
             // spec: F3
-            if !allowed || (ingress_port.flags.isolated && q.flags.isolated) {
+            if !q.flags.floods(class) || (ingress_port.flags.isolated && q.flags.isolated) {
                 continue;
             }
             // spec: E1

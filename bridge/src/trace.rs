@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Accept, EgressMode, PortId, PortKind};
+use crate::config::{Accept, EgressMode, FloodClass, PortId, PortKind};
 use crate::fdb::{Fdb, LearnOutcome, Millis};
 use crate::pipeline::{Decision, DropReason, Pipeline, Verdict};
 use crate::wire::{self, EthernetFrame, FrameBuilder, MacAddr, TagEdit, Tci};
@@ -502,16 +502,9 @@ fn explain(
             } else {
                 "unknown unicast"
             };
+            let flood_class = FloodClass::of(dst);
             let skipped = config.ports.iter().enumerate().filter(|(index, q)| {
-                let id = PortId(*index as u16);
-                let allowed = if dst.is_broadcast() || dst.reserved_group_index() == Some(0) {
-                    q.flags.bcast_flood
-                } else if dst.is_multicast() {
-                    q.flags.mcast_flood
-                } else {
-                    q.flags.flood
-                };
-                id != ingress && !allowed
+                PortId(*index as u16) != ingress && !q.flags.floods(flood_class)
             });
             let skipped: Vec<&str> = skipped.map(|(_, q)| q.name.as_str()).collect();
             let mut says = format!("{dst} is {class} in VLAN {vid}: flooded");
