@@ -13,8 +13,8 @@ use arc_swap::ArcSwap;
 use xbridge_ebpf::{AttachMode, PortProgram, XdpCounter};
 
 use crate::config::{BridgeConfig, PortId};
-use crate::events::{Event, EventHub, RawEvent, RawKind};
-use crate::fdb::{Fdb, LearnOutcome, Millis};
+use crate::events::{Event, EventHub, RawEvent};
+use crate::fdb::{Fdb, Millis};
 use crate::pipeline::{InterfaceId, Pipeline, Verdict};
 use crate::reconfig::{self, Change, Edit, EditError};
 use crate::stats::{BridgeStats, WorkerCounters};
@@ -639,31 +639,6 @@ impl Worker {
         vlan.tx_bytes.add(u64::from(desc.len));
     }
 
-    /// Tells monitors about a new, moved or refused FDB entry (only while
-    /// one listens; a full ring drops the event, never the frame).
-    fn record_learning(&mut self, outcome: LearnOutcome, desc: Desc, vid: u16, port: PortId) {
-        let kind = match outcome {
-            LearnOutcome::Learned => RawKind::Learn,
-            LearnOutcome::Moved { .. } => RawKind::Move,
-            LearnOutcome::LimitReached => RawKind::Limit,
-            _ => return,
-        };
-        let Ok(frame) = wire::EthernetFrame::new_checked(self.xsk.frame(desc)) else {
-            return;
-        };
-        let from = match outcome {
-            LearnOutcome::Moved { from } => from,
-            _ => port,
-        };
-        self.context.events.ring(self.context.index).push(RawEvent {
-            kind,
-            mac: frame.src(),
-            vid,
-            port,
-            from,
-        });
-    }
-
     fn forward(&mut self, pipeline: &Pipeline, interface: usize, desc: Desc, now: Millis) {
         let context = &self.context;
         let decision = pipeline.decide(
@@ -677,17 +652,22 @@ impl Worker {
             counters.ports[port.index()].egress_filtered.add(1);
         }
         if let Some(ingress) = decision.ingress {
-            if let Some(outcome) = decision.learn {
-                if context.events.listening() {
-                    self.record_learning(outcome, desc, decision.vid, ingress);
-                }
-            }
-            let counters = &self.context.counters;
             let port = &counters.ports[ingress.index()];
             port.rx_frames.add(1);
             port.rx_bytes.add(u64::from(desc.len));
         }
-        let counters = &self.context.counters;
+        // Monitors hear of new, moved or refused entries; a full ring drops
+        // the event, never the frame.
+        if context.events.listening() {
+            let learned = decision.learn.zip(decision.ingress);
+            let frame = wire::EthernetFrame::new_checked(self.xsk.frame(desc));
+            if let (Some((outcome, port)), Ok(frame)) = (learned, frame) {
+                if let Some(event) = RawEvent::of_learning(outcome, frame.src(), decision.vid, port)
+                {
+                    context.events.ring(context.index).push(event);
+                }
+            }
+        }
         let forward = match decision.verdict {
             Verdict::Drop { port, reason } => {
                 match port {

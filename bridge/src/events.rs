@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BridgeConfig, PortId};
+use crate::fdb::LearnOutcome;
 use crate::reconfig::{Change, ChangeClass};
 use crate::wire::MacAddr;
 
@@ -104,6 +105,29 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
+    /// The event a learning attempt makes, if it makes one: a new entry, a
+    /// move, or a source refused by a limit.
+    pub fn of_learning(
+        outcome: LearnOutcome,
+        mac: MacAddr,
+        vid: u16,
+        port: PortId,
+    ) -> Option<RawEvent> {
+        let (kind, from) = match outcome {
+            LearnOutcome::Learned => (RawKind::Learn, port),
+            LearnOutcome::Moved { from } => (RawKind::Move, from),
+            LearnOutcome::LimitReached => (RawKind::Limit, port),
+            _ => return None,
+        };
+        Some(RawEvent {
+            kind,
+            mac,
+            vid,
+            port,
+            from,
+        })
+    }
+
     fn encode(self) -> [u64; 2] {
         [
             (self.mac.to_u64() << 12) | u64::from(self.vid & 0x0fff),
@@ -305,6 +329,25 @@ mod tests {
             port: PortId(63),
             from: PortId(2),
         }
+    }
+
+    #[test]
+    fn only_new_moved_and_refused_sources_make_events() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let moved =
+            RawEvent::of_learning(LearnOutcome::Moved { from: PortId(1) }, mac, 5, PortId(2));
+        assert_eq!(
+            moved.map(|e| (e.kind, e.from, e.port)),
+            Some((RawKind::Move, PortId(1), PortId(2)))
+        );
+        assert_eq!(
+            RawEvent::of_learning(LearnOutcome::Known, mac, 5, PortId(2)),
+            None
+        );
+        assert_eq!(
+            RawEvent::of_learning(LearnOutcome::Busy, mac, 5, PortId(2)),
+            None
+        );
     }
 
     #[test]

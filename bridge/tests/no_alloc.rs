@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use xbridge::config::{BridgeConfig, EgressMode, PortConfig};
-use xbridge::events::{EventHub, RawEvent, RawKind};
+use xbridge::events::{EventHub, RawEvent};
 use xbridge::fdb::{Fdb, LearnOutcome, Millis};
 use xbridge::pipeline::{InterfaceId, Pipeline, Verdict};
 use xbridge::wire::{self, FrameBuilder, MacAddr, Tci};
@@ -97,13 +97,9 @@ fn deciding_and_rewriting_frames_allocates_nothing() {
             let interface = interfaces[n % 4];
             let decision = pipeline.decide(interface, frame, &fdb, Millis(round));
             if let (Some(LearnOutcome::Learned), Some(port)) = (decision.learn, decision.ingress) {
-                events.ring(0).push(RawEvent {
-                    kind: RawKind::Learn,
-                    mac: MacAddr([2, 0, 0, 0, 1, n as u8]),
-                    vid: decision.vid,
-                    port,
-                    from: port,
-                });
+                let src = MacAddr([2, 0, 0, 0, 1, n as u8]);
+                let event = RawEvent::of_learning(LearnOutcome::Learned, src, decision.vid, port);
+                events.ring(0).push(event.expect("a learn makes an event"));
                 recorded += 1;
             }
             if let Verdict::Forward(forward) = decision.verdict {
