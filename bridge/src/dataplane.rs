@@ -277,7 +277,8 @@ impl Dataplane {
         reconfig::check_reload(current.config(), &next)?;
         let next = next.validate()?;
         // The only step that can fail, undone on error: before the swap.
-        reconfig::install_statics(&self.fdb, &next)?;
+        reconfig::install_statics(&self.fdb, &next)
+            .map_err(|err| EditError::NotReloadable(err.to_string()))?;
         Ok(self.apply(&current, next))
     }
 

@@ -207,13 +207,9 @@ impl Pipeline {
         &self.config.ports[id.index()]
     }
 
-    /// Loads static entries into `fdb`.
+    /// Loads static entries into `fdb` (all or nothing).
     pub fn install_static_entries(&self, fdb: &Fdb) -> Result<(), crate::fdb::FdbError> {
-        for entry in &self.config.static_fdb {
-            let (mac, vid) = crate::reconfig::static_key(&self.config, entry);
-            fdb.add_static(mac, vid, entry.port)?;
-        }
-        Ok(())
+        crate::reconfig::install_statics(fdb, &self.config)
     }
 
     /// Decides the fate of `bytes` received on `interface` at `now`, learning

@@ -9,7 +9,7 @@ use std::fmt;
 use crate::config::{
     Accept, BadVid, BridgeConfig, ConfigError, EgressMode, PortConfig, PortId, StaticEntry, Vid,
 };
-use crate::fdb::{Fdb, FdbEntry};
+use crate::fdb::{Fdb, FdbEntry, FdbError};
 use crate::wire::MacAddr;
 
 /// VIDs `first..=last` (`V` or `V1-V2` on the command line).
@@ -440,7 +440,7 @@ pub fn static_key(config: &BridgeConfig, entry: &StaticEntry) -> (MacAddr, u16) 
 /// Puts every static entry of `next` into `fdb` (also one a runtime `fdb
 /// del` removed, or one a learned entry holds now): all or nothing, so on
 /// error `fdb` is as it was.
-pub fn install_statics(fdb: &Fdb, next: &BridgeConfig) -> Result<(), EditError> {
+pub fn install_statics(fdb: &Fdb, next: &BridgeConfig) -> Result<(), FdbError> {
     let mut undo: Vec<(MacAddr, u16, Option<FdbEntry>)> = Vec::new();
     for entry in &next.static_fdb {
         let (mac, vid) = static_key(next, entry);
@@ -461,7 +461,7 @@ pub fn install_statics(fdb: &Fdb, next: &BridgeConfig) -> Result<(), EditError> 
                     None => {}
                 }
             }
-            return Err(EditError::NotReloadable(err.to_string()));
+            return Err(err);
         }
         undo.push((mac, vid, before));
     }
@@ -757,7 +757,7 @@ mod tests {
         let config = config.validate().unwrap();
         assert!(matches!(
             install_statics(&fdb, &config),
-            Err(EditError::NotReloadable(_))
+            Err(FdbError::Full { .. })
         ));
         assert_eq!(fdb.entries(), before, "nothing stayed behind");
     }
