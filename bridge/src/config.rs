@@ -394,30 +394,35 @@ impl BridgeConfig {
             }
         }
         for (index, entry) in self.static_fdb.iter().enumerate() {
-            if entry.mac.is_multicast() || entry.mac.is_zero() {
-                return Err(ConfigError::BadFdbMac { mac: entry.mac });
-            }
+            self.check_static(entry)?;
             if self.static_fdb[..index]
                 .iter()
                 .any(|other| other.mac == entry.mac && other.vid == entry.vid)
             {
                 return Err(ConfigError::DuplicateFdb { mac: entry.mac });
             }
-            let port = &self.ports[entry.port.index()];
-            if self.vlan_filtering && entry.vid.is_none() {
-                return Err(ConfigError::FdbNeedsVlan { mac: entry.mac });
-            }
-            if let (true, Some(vid)) = (self.vlan_filtering, entry.vid) {
-                if !port.vlans.contains(vid.get()) {
-                    return Err(ConfigError::FdbVlanNotOnPort {
-                        mac: entry.mac,
-                        port: port.name.clone(),
-                        vid,
-                    });
-                }
-            }
         }
         Ok(self)
+    }
+
+    /// Checks one static FDB entry against the ports (for the file and for
+    /// `xbridge fdb add`).
+    pub fn check_static(&self, entry: &StaticEntry) -> Result<(), ConfigError> {
+        if entry.mac.is_multicast() || entry.mac.is_zero() {
+            return Err(ConfigError::BadFdbMac { mac: entry.mac });
+        }
+        let port = &self.ports[entry.port.index()];
+        match (self.vlan_filtering, entry.vid) {
+            (true, None) => Err(ConfigError::FdbNeedsVlan { mac: entry.mac }),
+            (true, Some(vid)) if !port.vlans.contains(vid.get()) => {
+                Err(ConfigError::FdbVlanNotOnPort {
+                    mac: entry.mac,
+                    port: port.name.clone(),
+                    vid,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn port_id(&self, name: &str) -> Option<PortId> {

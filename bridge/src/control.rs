@@ -214,20 +214,17 @@ pub fn handle(bridge: &Dataplane, request: Request) -> Response {
             Ok(Response::with(removed))
         }
         Request::FdbAdd { mac, port, vlan } => {
-            let mac = parse_mac(&mac)?;
-            if mac.is_multicast() || mac.is_zero() {
-                return Err(format!(
-                    "{mac}: a static entry needs a unicast, non-zero MAC"
-                ));
-            }
-            let id = port_id(&port)?;
-            let vid = vid_of(vlan)?;
-            if config.vlan_filtering && !config.port(id).vlans.contains(vid) {
-                return Err(format!("port {port} is not a member of VLAN {vid}"));
-            }
+            let entry = crate::config::StaticEntry {
+                mac: parse_mac(&mac)?,
+                // 0: the shared VLAN of a bridge without filtering.
+                vid: crate::config::Vid::new(i64::from(vid_of(vlan)?)).ok(),
+                port: port_id(&port)?,
+            };
+            config.check_static(&entry).map_err(|e| e.to_string())?;
+            let (mac, vid) = crate::reconfig::static_key(config, &entry);
             bridge
                 .fdb()
-                .add_static(mac, vid, id)
+                .add_static(mac, vid, entry.port)
                 .map_err(|e| e.to_string())?;
             fdb_event(Some(port), format!("static {mac} vlan {vid} added"));
             Ok(Response::with(()))
