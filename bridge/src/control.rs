@@ -26,6 +26,19 @@ pub fn socket_path(bridge: &str) -> PathBuf {
     Path::new(crate::runtime::RUN_DIR).join(format!("{bridge}.sock"))
 }
 
+/// Whether a process of `uid` may control a bridge (or serve one we talk
+/// to): root, or the same user as this process.
+fn trusted(uid: u32) -> bool {
+    uid == 0 || uid == crate::sys::effective_uid()
+}
+
+/// The owner of an existing file at `path` that this process does not own:
+/// a socket there is not ours to replace.
+pub fn foreign_owner(path: &Path) -> Option<u32> {
+    let owner = std::fs::symlink_metadata(path).ok()?.uid();
+    (owner != crate::sys::effective_uid()).then_some(owner)
+}
+
 /// How often the control thread looks for connections and hands out events.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -333,17 +346,16 @@ pub fn serve(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let name = bridge.pipeline().config().name.clone();
     let path = socket_path(&name);
-    if let Ok(existing) = std::fs::symlink_metadata(&path) {
-        if existing.uid() != crate::sys::effective_uid() {
-            return Err(std::io::Error::new(
-                ErrorKind::PermissionDenied,
-                format!(
-                    "{} exists and belongs to uid {}: refusing to replace another user's socket",
-                    path.display(),
-                    existing.uid()
-                ),
-            ));
-        }
+    if let Some(owner) = foreign_owner(&path) {
+        return Err(std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{} exists and belongs to uid {owner}: refusing to replace another user's socket",
+                path.display()
+            ),
+        ));
+    }
+    if std::fs::symlink_metadata(&path).is_ok() {
         std::fs::remove_file(&path)?;
     }
     let listener = UnixListener::bind(&path)?;
@@ -411,7 +423,7 @@ fn answer(bridge: &Dataplane, stream: UnixStream) -> std::io::Result<Option<Subs
         )
     };
     let peer = crate::sys::peer_uid(&stream)?;
-    if peer != 0 && peer != crate::sys::effective_uid() {
+    if !trusted(peer) {
         reply(
             &mut writer,
             &Response::error(format!(
@@ -481,7 +493,7 @@ pub fn connect(bridge: &str) -> Result<UnixStream, ClientError> {
         },
     };
     let owner = std::fs::symlink_metadata(&path).map_err(io)?.uid();
-    if owner != 0 && owner != crate::sys::effective_uid() {
+    if !trusted(owner) {
         return Err(ClientError::ForeignSocket { path, owner });
     }
     let stream = UnixStream::connect(&path).map_err(io)?;

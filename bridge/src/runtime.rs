@@ -127,14 +127,11 @@ impl Running {
                 return Err(RunError::AlreadyRunning { bridge, pid });
             }
             let socket = crate::control::socket_path(&bridge);
-            if let Ok(existing) = std::fs::symlink_metadata(&socket) {
-                use std::os::unix::fs::MetadataExt;
-                if existing.uid() != crate::sys::effective_uid() {
-                    return Err(RunError::ForeignSocket {
-                        path: socket,
-                        owner: existing.uid(),
-                    });
-                }
+            if let Some(owner) = crate::control::foreign_owner(&socket) {
+                return Err(RunError::ForeignSocket {
+                    path: socket,
+                    owner,
+                });
             }
         }
         std::fs::create_dir_all(RUN_DIR).map_err(|source| RunError::State {
