@@ -721,6 +721,18 @@ fn pktgen(args: PktgenArgs) -> Result<()> {
     Ok(())
 }
 
+/// The agreement lines of a conformance summary, each label after `indent`.
+fn print_agreement(summary: &xbridge::conformance::Summary, indent: &str) {
+    let line =
+        |label: String, value: usize| println!("{:<28}{:>10}", format!("{indent}{label}"), value);
+    line("agreements".into(), summary.agreements);
+    for (rule, count) in &summary.deviations {
+        line(format!("deviation: {rule}"), *count);
+    }
+    line("mismatches".into(), summary.mismatches.len());
+    line("fdb mismatches".into(), summary.fdb_mismatches.len());
+}
+
 fn conformance(args: ConformanceArgs) -> Result<()> {
     let probe = std::env::current_exe()
         .context("locating xbridge")?
@@ -797,28 +809,10 @@ fn conformance(args: ConformanceArgs) -> Result<()> {
         );
         println!("{:<28}{:>10}", "scenarios", summary.scenarios);
         println!("{:<28}{:>10}", "frames", summary.frames);
-        println!("{:<28}{:>10}", "agreements", summary.agreements);
-        for (rule, count) in &summary.deviations {
-            println!("{:<28}{:>10}", format!("deviation: {rule}"), count);
-        }
-        println!("{:<28}{:>10}", "mismatches", summary.mismatches.len());
-        println!(
-            "{:<28}{:>10}",
-            "fdb mismatches",
-            summary.fdb_mismatches.len()
-        );
+        print_agreement(&summary, "");
         if let Some(dataplane) = &dataplane {
             println!("real dataplane (AF_XDP on veths) against the kernel:");
-            println!("{:<28}{:>10}", "  agreements", dataplane.agreements);
-            for (rule, count) in &dataplane.deviations {
-                println!("{:<28}{:>10}", format!("  deviation: {rule}"), count);
-            }
-            println!("{:<28}{:>10}", "  mismatches", dataplane.mismatches.len());
-            println!(
-                "{:<28}{:>10}",
-                "  fdb mismatches",
-                dataplane.fdb_mismatches.len()
-            );
+            print_agreement(dataplane, "  ");
         }
     }
     if let Some(dataplane) = &dataplane {
