@@ -166,10 +166,7 @@ fn print_changes(bridge: &str, changes: &[Change], json: bool) -> Result<()> {
         return print_json(&changes);
     }
     for change in changes {
-        match &change.port {
-            Some(port) => println!("bridge {bridge}: dev {port} {}", change.change),
-            None => println!("bridge {bridge}: {}", change.change),
-        }
+        println!("bridge {bridge}: {change}");
     }
     Ok(())
 }
@@ -565,10 +562,7 @@ fn describe_event(event: &Event) -> String {
             Some(port) => format!("fdb dev {port} {change}"),
             None => format!("fdb {change}"),
         },
-        Event::Config(change) => match &change.port {
-            Some(port) => format!("config dev {port} {}", change.change),
-            None => format!("config {}", change.change),
-        },
+        Event::Config(change) => format!("config {change}"),
         Event::Lost { events } => format!("lost {events} events (monitor too slow)"),
     }
 }

@@ -291,15 +291,7 @@ impl Dataplane {
         self.pipeline.store(next.clone());
         reconfig::tidy_fdb(&self.fdb, old, next.config());
         for change in &changes {
-            tracing::info!(
-                "config: {}{}",
-                change
-                    .port
-                    .as_ref()
-                    .map(|p| format!("port {p}: "))
-                    .unwrap_or_default(),
-                change.change
-            );
+            tracing::info!("bridge {}: config {change}", next.config().name);
             self.events.post(Event::Config(change.clone()));
         }
         changes

@@ -272,6 +272,16 @@ pub struct Change {
     pub change: String,
 }
 
+impl fmt::Display for Change {
+    /// As bridge(8) words: `dev PORT CHANGE`, or the change alone for the bridge.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.port {
+            Some(port) => write!(f, "dev {port} {}", self.change),
+            None => write!(f, "{}", self.change),
+        }
+    }
+}
+
 fn on_off(value: bool) -> &'static str {
     if value {
         "on"
