@@ -383,7 +383,7 @@ impl Dataplane {
                 }
             }
         }
-        stats.fdb_entries = self.fdb.entries().len() as u32;
+        stats.fdb_entries = self.fdb.len() as u32;
         stats.fdb_moves = self.fdb.moves();
         stats.learn_limit = self.fdb.limit_hits();
         stats

@@ -398,6 +398,24 @@ impl Fdb {
         out
     }
 
+    /// How many entries (static and dynamic) the table holds: one pass,
+    /// nothing collected or sorted (stats read it five times a second).
+    pub fn len(&self) -> usize {
+        let mut count = 0;
+        self.retain(
+            |_| {
+                count += 1;
+                true
+            },
+            |_| {},
+        );
+        count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn learned_count(&self) -> u32 {
         self.learned.load(Ordering::Relaxed)
     }
@@ -539,6 +557,7 @@ mod tests {
             fdb.add_static(mac(last), 1, PortId(2)).unwrap();
         }
         assert_eq!(fdb.entries().len(), 200);
+        assert_eq!(fdb.len(), 200);
     }
 
     #[test]
